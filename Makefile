@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with only python3: `make lab` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: all test test-fast lab lab-full serve bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m 'not slow' -x
+
+lab: $(STAMP)
+	$(BIN)/iomodels lab --quick
+
+lab-full: $(STAMP)
+	$(BIN)/iomodels lab --full
+
+serve: $(STAMP)
+	$(BIN)/iomodels serve --model epoll
+
+clean:
+	rm -rf $(VENV) lab-report .pytest_cache .hypothesis

@@ -1,0 +1,81 @@
+"""The registry of I/O models: each module here is one model, found by its `MODEL` description.
+
+A model module exports:
+- `MODEL = ModelInfo(...)`: its name on the command line, family, what it waits in, its cost;
+- `serve(listener, config, stats, stop)`: serve until `stop` is requested and connections drained;
+- optionally `unavailable_reason() -> str | None`: why it cannot run on this machine, if so.
+The module's docstring is its essay, printed by `iomodels explain NAME`.
+Modules whose names start with `_` are helpers shared by several models, not models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from types import ModuleType
+
+from iomodels.config import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    family: str
+    section: str  # tutorial section, e.g. "1.3"
+    waits_in: str
+    cost: str
+    # Can run as several processes sharing the port (SO_REUSEPORT, `--workers N`).
+    multi_worker: bool = False
+    # Can serve two clients at once (the iterative `blocking` server cannot, by design).
+    concurrent: bool = True
+
+
+# The order of `iomodels models`: the tutorial's order, from blocking to asynchronous I/O.
+ORDER = ("blocking", "threaded", "forking", "threadpool", "nonblocking", "select", "poll",
+         "epoll", "epoll-et", "sigio", "asyncio", "uvloop", "io_uring")
+
+
+def _discover() -> dict[str, ModuleType]:
+    found = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        found[module.MODEL.name] = module
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return dict(sorted(found.items(), key=lambda item: (rank.get(item[0], len(ORDER)), item[0])))
+
+
+_modules: dict[str, ModuleType] | None = None
+
+
+def _registry() -> dict[str, ModuleType]:
+    global _modules
+    if _modules is None:
+        _modules = _discover()
+    return _modules
+
+
+def names() -> list[str]:
+    return list(_registry())
+
+
+def info(name: str) -> ModelInfo:
+    return load(name).MODEL
+
+
+def load(name: str) -> ModuleType:
+    try:
+        return _registry()[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(names())}") from None
+
+
+def unavailable_reason(name: str) -> str | None:
+    check = getattr(load(name), "unavailable_reason", None)
+    return check() if check else None
+
+
+def essay(name: str) -> str:
+    return (load(name).__doc__ or "").strip()

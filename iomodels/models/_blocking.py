@@ -1,0 +1,90 @@
+"""Serving one connection with blocking calls: what the blocking family (blocking, threaded,
+forking, threadpool) shares. The caller decides who runs it: the main thread, a new thread, a
+new process or a pool thread.
+
+Timeouts stay in the kernel: `--idle-timeout` becomes SO_RCVTIMEO/SO_SNDTIMEO, so the thread still
+sleeps inside recv()/send() as the model says (Python's `settimeout` would switch the socket to
+non-blocking and wait in poll() instead). When the timeout expires the call fails with EAGAIN.
+Back-pressure needs no code here: while `sendall` waits for a peer that does not read, this
+thread reads nothing, so at most one reply is ever pending.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+from iomodels import server
+from iomodels.config import ServerConfig
+from iomodels.core import EchoSession
+from iomodels.stats import Stats
+
+
+def _set_kernel_timeout(conn: socket.socket, seconds: float) -> None:
+    seconds = max(seconds, 0.001)  # a zero timeval means "no timeout" to the kernel
+    timeval = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def serve_connection(conn: socket.socket, config: ServerConfig, stats: Stats, stop: server.Stop) -> None:
+    """Echo on `conn` until the peer closes, a timeout or an error; always release `conn`."""
+    session = EchoSession(config.high_water, config.low_water)
+    started = time.monotonic()
+    recv_size = config.recv_size
+    try:
+        with stop.tracking(conn):
+            if config.idle_timeout:
+                _set_kernel_timeout(conn, config.idle_timeout)
+            while True:
+                if config.max_connection_age:
+                    left = config.max_connection_age - (time.monotonic() - started)
+                    if left <= 0:
+                        stats.aged_closed += 1
+                        break
+                    # Wake up when the age runs out even if the peer says nothing.
+                    _set_kernel_timeout(conn, min(left, config.idle_timeout or left))
+                stats.recv_calls += 1
+                data = conn.recv(recv_size)
+                if not data:
+                    session.receive_eof()
+                    break
+                stats.bytes_in += len(data)
+                reply = session.receive_data(data)
+                stats.send_calls += 1
+                conn.sendall(reply)
+                stats.bytes_out += len(reply)
+                session.sent(len(reply))
+    except BlockingIOError:
+        # SO_RCVTIMEO/SO_SNDTIMEO expired: idle for too long, or the age limit.
+        if config.max_connection_age and time.monotonic() - started >= config.max_connection_age:
+            stats.aged_closed += 1
+        else:
+            stats.idle_closed += 1
+    except Exception as exc:
+        server.connection_failed(exc, stats)
+    finally:
+        server.release(conn, stats)
+
+
+def accept_forever(listener: socket.socket, config: ServerConfig, stats: Stats, stop: server.Stop,
+                   handle) -> None:
+    """Blocking accept loop: `handle(conn)` each admitted connection until a stop is requested.
+
+    `handle` is where the family differs: serve it here, in a thread, or in a child process.
+    """
+    backoff = server.AcceptBackoff(stats)
+    while not stop.requested:
+        try:
+            conn, _ = listener.accept()
+        except OSError as exc:
+            if stop.requested:
+                break  # the listener was shut down: that is how a blocked accept() learns of it
+            delay = backoff.failed(exc)
+            if delay:
+                stop.wait(delay)
+            continue
+        backoff.succeeded()
+        if server.admit(conn, config, stats):
+            handle(conn)

@@ -1,0 +1,118 @@
+"""Blocking I/O with a process per connection (tutorial section 1.1).
+
+Who waits where: the parent sleeps in `accept()`; for each connection it `fork()`s a child that
+sleeps in `recv()` and `sendall()` on that one socket, exactly like the iterative server, and exits
+when the client leaves. Both phases of input block, in the child.
+
+What wakes whom: the kernel wakes the child whose socket is readable; the parent is woken by new
+connections and by SIGCHLD, on which it reaps finished children (`waitpid(..., WNOHANG)`), so no
+zombies pile up. Each child asks the kernel to send it SIGTERM if the parent dies
+(`PR_SET_PDEATHSIG`), and the parent forwards SIGTERM to its children when it stops, then waits
+for them: no child outlives the server.
+
+What it costs: a whole process per connection. `fork()` copies the page tables and marks memory
+copy-on-write; Python's reference counting then writes to shared pages and un-shares them, so
+each child grows towards the parent's size. Creation per client is the most expensive of the
+family (the lab measures it), and the process table and memory are the limits. What it buys:
+isolation: a child that crashes takes only its own client with it (the model nginx and Apache's
+prefork keep for that reason). Counters of a child reach the parent when the child exits.
+"""
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+
+from iomodels import server
+from iomodels.models import ModelInfo
+from iomodels.models._blocking import accept_forever, serve_connection
+from iomodels.stats import SharedTotals, Stats
+
+MODEL = ModelInfo(
+    name="forking", family="blocking I/O + process per connection", section="1.1",
+    waits_in="recv() in each connection's process",
+    cost="a process (fork, copied page tables, memory) per connection; isolated failures")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def serve(listener, config, stats, stop):
+    children: set[int] = set()
+    stats.children = SharedTotals()
+
+    def reap(signum=None, frame=None):
+        while children:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            children.discard(pid)
+            stats.connections_open -= 1
+
+    def fork_child(conn):
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN/ENOMEM: out of processes or memory
+            server.connection_failed(exc, stats)
+            server.release(conn, stats)
+            return
+        if pid == 0:
+            listener.close()
+            _run_child(conn, config, stats.children, os.getppid())
+        stats.processes_started += 1
+        children.add(pid)
+        conn.close()  # the child has its own copy
+
+    parent_pid = os.getpid()
+    previous = signal.signal(signal.SIGCHLD, reap)
+    try:
+        listener.setblocking(True)
+        accept_forever(listener, config, stats, stop, fork_child)
+    finally:
+        if os.getpid() == parent_pid:
+            signal.signal(signal.SIGCHLD, previous)
+            _stop_children(children, stop.finish_by())
+            stats.connections_open -= len(children)
+
+
+def _run_child(conn, config, totals: SharedTotals, parent_pid: int) -> None:
+    """The child: serve one connection with blocking calls, report counters, exit. Never returns."""
+    status = 0
+    try:
+        stop = server.Stop(config.drain_timeout)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: stop.request())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            stop.request()
+        stats = Stats()
+        serve_connection(conn, config, stats, stop)
+        totals.add(stats)
+    except BaseException:
+        server.log.exception("child process failed")
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _stop_children(children: set[int], deadline: float) -> None:
+    """Forward the stop to every child, wait for them until `deadline`, then kill what is left."""
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    while children and time.monotonic() < deadline:
+        for pid in list(children):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            children.discard(pid)
+        time.sleep(0.02)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)

@@ -1,0 +1,50 @@
+"""Blocking I/O with a thread per connection (tutorial section 1.1).
+
+Who waits where: the main thread sleeps in `accept()`; each accepted connection gets a new thread
+that sleeps in its own `recv()`, so both phases of input (waiting for data, copying it) still block,
+but only the thread of that one client. The kernel wakes exactly the thread whose socket became
+readable, and the scheduler switches to it: a context switch per wake-up.
+
+What it costs: one thread per connection, created when the client arrives and destroyed when it
+leaves. Each thread reserves a stack (8 MiB of virtual memory, tens of KiB resident), kernel
+scheduling state, and a context switch every time it wakes. Python adds the GIL: threads take turns
+running Python code, so only the waiting runs in parallel. At hundreds or thousands of connections
+the tutorial's warning comes true: memory and switching grow with the number of clients, idle or
+not, and creating threads at the rate clients arrive becomes a cost of its own (the thread pool
+answers that). It fails by running out: `RuntimeError: can't start new thread` when the process's
+thread or memory limit is reached; that connection is closed and logged, the rest keep going.
+
+Everything else (idle timeout, max connections, drain on SIGTERM) is the shared blocking code;
+the threads started are counted in `threads_started`.
+"""
+
+import time
+
+from iomodels import server
+from iomodels.models import ModelInfo
+from iomodels.models._blocking import accept_forever, serve_connection
+
+MODEL = ModelInfo(
+    name="threaded", family="blocking I/O + thread per connection", section="1.1",
+    waits_in="recv() in each connection's thread",
+    cost="a thread (stack, scheduling, context switches) per connection, created per client")
+
+
+def serve(listener, config, stats, stop):
+    threads = set()
+
+    def start(conn):
+        stats.threads_started += 1
+        try:
+            threads.add(server.start_thread(serve_connection, conn, config, stats, stop, name="conn"))
+        except RuntimeError as exc:  # can't start new thread: out of threads or memory
+            server.connection_failed(exc, stats)
+            server.release(conn, stats)
+        # Forget finished threads here, in the only thread that touches the set.
+        threads.difference_update([t for t in threads if not t.is_alive()])
+
+    listener.setblocking(True)
+    accept_forever(listener, config, stats, stop, start)
+    deadline = stop.finish_by()
+    for thread in list(threads):
+        thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,274 @@
+"""What every model shares: the listener, signals, stopping, accept errors, closing connections.
+
+The lifecycle of `iomodels serve`:
+1. validate the config, check the model can run here (io_uring may be forbidden), bind and listen;
+2. print `listening on HOST:PORT (model NAME)` and flush it: tools and tests wait for that line;
+3. run the model's `serve(listener, config, stats, stop)` until it returns;
+4. on SIGINT/SIGTERM, `Stop.request()`: the listener is shut down at once (new clients are refused,
+   a thread blocked in `accept` wakes with EINVAL), open connections may finish for
+   `--drain-timeout` seconds, then whatever is left is closed; exit status 0.
+
+A model waits for the stop in its own way: event loops watch `stop.fileno()` (a pipe that becomes
+readable, and stays readable, once a stop is requested); blocking models notice when their
+`accept` fails and their connections, tracked with `stop.tracking(conn)`, are shut down by the
+drain timer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+from iomodels import errnos
+from iomodels.config import ConfigError, ServerConfig
+from iomodels.stats import Stats
+
+log = logging.getLogger("iomodels")
+
+
+class Stop:
+    """A stop request, visible to threads (`requested`), event loops (`fileno()`) and sleepers."""
+
+    def __init__(self, drain_timeout: float):
+        self.drain_timeout = drain_timeout
+        self.requested = False
+        self.deadline = float("inf")  # monotonic time when draining ends
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._listeners: list[socket.socket] = []
+        self._tracked: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def fileno(self) -> int:
+        return self._wake_read
+
+    def watch_listener(self, listener: socket.socket) -> None:
+        self._listeners.append(listener)
+
+    def request(self) -> None:
+        """Stop accepting now; close what is still open after the drain timeout. Idempotent.
+
+        Runs in signal handlers, so it only sets a flag, writes one byte and starts a timer.
+        """
+        if self.requested:
+            return
+        self.deadline = time.monotonic() + self.drain_timeout
+        self.requested = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_write, b"!")
+        for listener in self._listeners:
+            # shutdown() on a listening socket wakes any thread blocked in accept() (EINVAL) and
+            # makes the kernel refuse new connections, while the fd itself stays valid.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RD)
+        timer = threading.Timer(self.drain_timeout, self.close_tracked)
+        timer.daemon = True
+        timer.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until a stop is requested or `timeout` passes; return whether one was."""
+        import select
+        select.select([self._wake_read], [], [], timeout)
+        return self.requested
+
+    @contextlib.contextmanager
+    def tracking(self, conn: socket.socket):
+        """Let the drain timer shut down `conn`, waking a thread blocked on it."""
+        with self._lock:
+            self._tracked.add(conn)
+        if self.requested and time.monotonic() >= self.deadline:
+            _shutdown_quietly(conn)
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                self._tracked.discard(conn)
+
+    def finish_by(self) -> float:
+        """Monotonic time by which a model should have let go of every connection and thread."""
+        return min(self.deadline, time.monotonic() + self.drain_timeout) + 1.0
+
+    def close_tracked(self) -> None:
+        with self._lock:
+            tracked = list(self._tracked)
+        for conn in tracked:
+            _shutdown_quietly(conn)
+
+    def close(self) -> None:
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+
+def _shutdown_quietly(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+
+
+class AcceptBackoff:
+    """What to do when accept() fails: skip, pause, or let a bug propagate (see errnos.py).
+
+    Out of descriptors, accept() fails at once every time it is called while the peer stays queued:
+    retrying immediately is a busy loop (libuv, asyncio and trio all learned this). We pause for a
+    delay that doubles up to one second, and log once per episode, not once per failure.
+    """
+
+    FIRST_DELAY = 0.05
+    MAX_DELAY = 1.0
+
+    def __init__(self, stats: Stats):
+        self.stats = stats
+        self.delay = 0.0
+        self.failures_in_episode = 0
+
+    def failed(self, exc: OSError) -> float:
+        """Account for a failed accept; return how long to stop accepting (0: go on at once)."""
+        self.stats.accept_errors += 1
+        if exc.errno in errnos.ACCEPT_IGNORABLE:
+            log.debug("accept: skipped a connection: %s", exc.strerror)
+            return 0.0
+        if exc.errno not in errnos.ACCEPT_CAPACITY:
+            raise exc
+        if not self.failures_in_episode:
+            log.warning("accept: %s; pausing accepts until resources free up", exc.strerror)
+        self.failures_in_episode += 1
+        self.stats.accept_backoffs += 1
+        self.delay = min(self.MAX_DELAY, max(self.FIRST_DELAY, self.delay * 2))
+        return self.delay
+
+    def succeeded(self) -> None:
+        if self.failures_in_episode:
+            log.info("accept: accepting again after %d failed attempts", self.failures_in_episode)
+            self.failures_in_episode = 0
+            self.delay = 0.0
+
+
+def admit(conn: socket.socket, config: ServerConfig, stats: Stats) -> bool:
+    """Count a new connection, or close it at once if --max-connections is reached."""
+    stats.accepts += 1
+    if config.max_connections is not None and stats.connections_open >= config.max_connections:
+        stats.rejected_max_connections += 1
+        abort(conn)
+        return False
+    stats.connections_open += 1
+    # One reply per request: Nagle's algorithm would hold a small reply back for an ACK.
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return True
+
+
+def release(conn: socket.socket, stats: Stats) -> None:
+    """Close an admitted connection and count it."""
+    stats.connections_open -= 1
+    stats.connections_closed += 1
+    conn.close()
+
+
+def abort(conn: socket.socket) -> None:
+    """Close with a reset (SO_LINGER 0): for peers we refuse, so no TIME_WAIT piles up on our side."""
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    conn.close()
+
+
+def connection_failed(exc: BaseException, stats: Stats) -> None:
+    """A connection ended with an exception: quiet for peer errors, a traceback for our bugs."""
+    if isinstance(exc, OSError) and exc.errno in errnos.PEER_GONE:
+        stats.peer_errors += 1
+        log.debug("connection ended by the peer: %s", exc.strerror)
+    else:
+        stats.internal_errors += 1
+        log.error("connection aborted by an internal error", exc_info=exc)
+
+
+def open_listener(config: ServerConfig) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # Restarting a server must not wait for old connections' TIME_WAIT to expire.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.workers > 1:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind((config.host, config.port))
+        listener.listen(config.backlog)
+    except OSError as exc:
+        listener.close()
+        raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+    return listener
+
+
+def write_stats_file(path: str, stats: Stats, model: str) -> None:
+    snapshot = {"model": model, "pid": os.getpid(), **stats.snapshot()}
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(snapshot, f, indent=1)
+    os.replace(tmp, path)  # readers never see half a file
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
+
+
+def run(config: ServerConfig) -> int:
+    """Serve until stopped; return the exit status. Raises ConfigError for user errors."""
+    from iomodels import models
+
+    model = models.load(config.model)
+    reason = models.unavailable_reason(config.model)
+    if reason:
+        raise ConfigError(f"model {config.model} cannot run here: {reason}")
+    if config.workers > 1:
+        from iomodels import workers
+        return workers.supervise(config)
+    configure_logging(config.log_level)
+    listener = open_listener(config)
+    stats = Stats()
+    stop = Stop(config.drain_timeout)
+    stop.watch_listener(listener)
+    handle_signals(stop, stats, config)
+    if config.metrics_port is not None:
+        from iomodels import metrics
+        metrics.serve_metrics(config.host, config.metrics_port, stats)
+    host, port = listener.getsockname()[:2]
+    print(f"listening on {host}:{port} (model {config.model})", flush=True)
+    try:
+        model.serve(listener, config, stats, stop)
+    finally:
+        listener.close()
+        stop.close()
+        if config.stats_file:
+            write_stats_file(config.stats_file, stats, config.model)
+    log.debug("stopped: %s", stats.snapshot())
+    return 0
+
+
+def handle_signals(stop: Stop, stats: Stats, config: ServerConfig) -> None:
+    def on_stop(signum, frame):
+        log.info("%s: stopping (draining for up to %.1f s)", signal.Signals(signum).name, stop.drain_timeout)
+        stop.request()
+
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
+    if config.stats_file:
+        signal.signal(signal.SIGUSR1, lambda signum, frame: write_stats_file(config.stats_file, stats, config.model))
+
+
+def start_thread(target, *args, name: str | None = None) -> threading.Thread:
+    """Start a daemon thread that never takes SIGINT/SIGTERM: those must reach the main thread.
+
+    CPython runs Python signal handlers in the main thread only; if the kernel delivers the
+    signal to another thread, a main thread blocked in accept() is never interrupted.
+    """
+    def body():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
+        target(*args)
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    return thread

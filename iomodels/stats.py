@@ -1,0 +1,86 @@
+"""In-process counters every model bumps: what the lab reads to say who waited where.
+
+Plain integer attributes, because they are bumped in the hot loop of every model: `stats.recv_calls
++= 1` costs one attribute store. Threads share one `Stats` (an increment may rarely be lost when two
+threads race on it: these are measurements, not accounting). A forked child keeps its own copy and
+adds it to the parent's `SharedTotals` when it exits (see models/forking.py).
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import time
+
+# name -> what it counts. The order is the order of the JSON and Prometheus output.
+COUNTERS = {
+    "accepts": "connections accepted",
+    "accept_errors": "accept() calls that failed (EMFILE, ECONNABORTED...)",
+    "accept_backoffs": "times accepting was paused because a resource ran out (EMFILE...)",
+    "rejected_max_connections": "connections closed at once because --max-connections was reached",
+    "rejected_fd_too_high": "connections refused because their fd does not fit select() (>= FD_SETSIZE)",
+    "connections_closed": "connections closed, for any reason",
+    "idle_closed": "connections closed by --idle-timeout",
+    "aged_closed": "connections closed by --max-connection-age",
+    "peer_errors": "connections ended by a peer error (ECONNRESET, EPIPE...)",
+    "internal_errors": "connections aborted by a bug in our code (logged with a traceback)",
+    "bytes_in": "bytes received",
+    "bytes_out": "bytes sent",
+    "recv_calls": "recv() calls",
+    "recv_eagain": "recv() calls that found no data (EAGAIN)",
+    "send_calls": "send() calls",
+    "send_eagain": "send() calls that found the send buffer full (EAGAIN)",
+    "send_partial": "send() calls that sent only part of what was asked",
+    "wait_calls": "calls that wait for readiness or completion (select, poll, epoll_wait, sigwaitinfo...)",
+    "empty_wakeups": "waits that returned with nothing to do (timeouts)",
+    "events": "readiness events or completions handled",
+    "signals": "signals received (sigio)",
+    "loop_iterations": "turns of the model's main loop",
+    "submits": "io_uring_enter calls that submitted work",
+    "completions": "io_uring completions reaped",
+    "threads_started": "threads started to serve connections",
+    "processes_started": "processes forked to serve connections",
+}
+
+
+class Stats:
+    __slots__ = tuple(COUNTERS) + ("connections_open", "started_at", "children")
+
+    def __init__(self) -> None:
+        for name in COUNTERS:
+            setattr(self, name, 0)
+        self.connections_open = 0
+        self.started_at = time.time()
+        # Totals of finished child processes (forking model), added to every snapshot.
+        self.children: SharedTotals | None = None
+
+    def snapshot(self) -> dict:
+        values = {name: getattr(self, name) for name in COUNTERS}
+        if self.children is not None:
+            for name, count in self.children.read().items():
+                values[name] += count
+        values["connections_open"] = self.connections_open
+        values["uptime_s"] = round(time.time() - self.started_at, 3)
+        return values
+
+    def add(self, counts: dict) -> None:
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + counts.get(name, 0))
+
+
+class SharedTotals:
+    """Counters in anonymous shared memory: forked children add theirs here when they finish."""
+
+    _FORMAT = f"{len(COUNTERS)}q"
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, struct.calcsize(self._FORMAT))
+
+    def add(self, stats: Stats) -> None:
+        # Called by one child at a time in practice; a lost update costs a count, never a crash.
+        current = struct.unpack_from(self._FORMAT, self._memory)
+        totals = [old + getattr(stats, name) for old, name in zip(current, COUNTERS)]
+        struct.pack_into(self._FORMAT, self._memory, 0, *totals)
+
+    def read(self) -> dict:
+        return dict(zip(COUNTERS, struct.unpack_from(self._FORMAT, self._memory)))
