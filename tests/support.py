@@ -115,7 +115,13 @@ def _limit_nofile(limit: int):
 def start_server(model: str, *args: str, nofile: int | None = None, ready_timeout: float = 20.0,
                  env: dict | None = None) -> RunningServer:
     cmd = [sys.executable, "-m", "iomodels", "serve", "--model", model, "--port", "0", *args]
-    stderr_file = tempfile.NamedTemporaryFile("w+", prefix=f"iomodels-{model}-", suffix=".log")
+    return start_command(cmd, model, nofile=nofile, ready_timeout=ready_timeout, env=env)
+
+
+def start_command(cmd: list[str], name: str, nofile: int | None = None, ready_timeout: float = 20.0,
+                  env: dict | None = None) -> RunningServer:
+    """Start any server that prints the `listening on HOST:PORT (model NAME)` line when ready."""
+    stderr_file = tempfile.NamedTemporaryFile("w+", prefix=f"iomodels-{name}-", suffix=".log")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL,
                             preexec_fn=_limit_nofile(nofile) if nofile else None,
                             env={**os.environ, **(env or {})})
@@ -134,7 +140,7 @@ def start_server(model: str, *args: str, nofile: int | None = None, ready_timeou
         proc.wait()
         stderr_file.seek(0)
         raise AssertionError(f"server {cmd} did not become ready: stdout={line!r} stderr={stderr_file.read()!r}")
-    return RunningServer(proc, match.group(1).decode(), int(match.group(2)), model, stderr_file)
+    return RunningServer(proc, match.group(1).decode(), int(match.group(2)), name, stderr_file)
 
 
 def connect(address, rcvbuf: int | None = None, timeout: float = 10.0) -> socket.socket:
@@ -187,3 +193,26 @@ def is_closed_by_peer(sock: socket.socket, timeout: float = 10.0) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+def exchange(sock: socket.socket, data: bytes, chunk: int = 1 << 16) -> bytes:
+    """Send `data` from a thread while reading the reply here: a server with back-pressure stops
+    reading from a client that sends everything before reading anything, so both must go at once."""
+    import threading
+
+    errors = []
+
+    def writer():
+        try:
+            view = memoryview(data)
+            for start in range(0, len(view), chunk):
+                sock.sendall(view[start:start + chunk])
+        except OSError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    reply = recv_exactly(sock, len(data))
+    thread.join(10)
+    assert not errors, errors
+    return reply
