@@ -13,8 +13,8 @@ from tests import support
 def serve():
     """Start servers; at teardown stop each one, and fail if it crashed, leaked or logged a traceback.
 
-    A test that stops a server itself (or expects a traceback) does so through the returned object;
-    teardown then only checks what is left.
+    A test that stops a server itself does so through the returned object; teardown then only
+    checks what is left. A test that provokes an error on purpose sets `server.allow_traceback`.
     """
     started: list[support.RunningServer] = []
 
@@ -38,6 +38,7 @@ def serve():
             continue
         if status != 0:
             problems.append(f"{server.model} server exited with status {status}: {server.stderr()[-2000:]}")
-        if "Traceback" in server.stderr() and not server.allow_traceback:
-            problems.append(f"{server.model} server logged a traceback:\n{server.stderr()[-4000:]}")
+        logged = server.stderr()
+        if ("Traceback" in logged or " ERROR " in logged) and not server.allow_traceback:
+            problems.append(f"{server.model} server logged an error:\n{logged[-4000:]}")
     assert not problems, "\n".join(problems)
