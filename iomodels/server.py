@@ -259,6 +259,25 @@ def handle_signals(stop: Stop, stats: Stats, config: ServerConfig) -> None:
         signal.signal(signal.SIGUSR1, lambda signum, frame: write_stats_file(config.stats_file, stats, config.model))
 
 
+def stop_processes(pids, deadline: float) -> None:
+    """SIGTERM each child process, reap them until `deadline` (monotonic), SIGKILL what is left."""
+    pending = set(pids)
+    for pid in pending:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            pending.discard(pid)
+        time.sleep(0.02)
+    for pid in pending:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
 def start_thread(target, *args, name: str | None = None) -> threading.Thread:
     """Start a daemon thread that never takes SIGINT/SIGTERM: those must reach the main thread.
 

@@ -3,7 +3,8 @@
 Plain integer attributes, because they are bumped in the hot loop of every model: `stats.recv_calls
 += 1` costs one attribute store. Threads share one `Stats` (an increment may rarely be lost when two
 threads race on it: these are measurements, not accounting). A forked child keeps its own copy and
-adds it to the parent's `SharedTotals` when it exits (see models/forking.py).
+adds it to the parent's `SharedCounters` when it exits (see models/forking.py); so does each
+worker process of `--workers N` (see workers.py).
 """
 
 from __future__ import annotations
@@ -51,15 +52,15 @@ class Stats:
             setattr(self, name, 0)
         self.connections_open = 0
         self.started_at = time.time()
-        # Totals of finished child processes (forking model), added to every snapshot.
-        self.children: SharedTotals | None = None
+        # Counters of child processes (forking children, --workers), added to every snapshot.
+        self.children: SharedCounters | None = None
 
     def snapshot(self) -> dict:
         values = {name: getattr(self, name) for name in COUNTERS}
+        values["connections_open"] = self.connections_open
         if self.children is not None:
             for name, count in self.children.read().items():
                 values[name] += count
-        values["connections_open"] = self.connections_open
         values["uptime_s"] = round(time.time() - self.started_at, 3)
         return values
 
@@ -68,19 +69,40 @@ class Stats:
             setattr(self, name, getattr(self, name) + counts.get(name, 0))
 
 
-class SharedTotals:
-    """Counters in anonymous shared memory: forked children add theirs here when they finish."""
+class SharedCounters:
+    """Counters in anonymous shared memory, one slot per process, summed when read.
 
-    _FORMAT = f"{len(COUNTERS)}q"
+    A forked child `add`s its counters to a slot when it finishes (forking model); a worker
+    process `store`s its running totals in its own slot now and then (`--workers N`).
+    """
 
-    def __init__(self) -> None:
-        self._memory = mmap.mmap(-1, struct.calcsize(self._FORMAT))
+    FIELDS = tuple(COUNTERS) + ("connections_open",)
+    _FORMAT = f"{len(FIELDS)}q"
+    _SIZE = struct.calcsize(_FORMAT)
 
-    def add(self, stats: Stats) -> None:
-        # Called by one child at a time in practice; a lost update costs a count, never a crash.
-        current = struct.unpack_from(self._FORMAT, self._memory)
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = slots
+        self._memory = mmap.mmap(-1, self._SIZE * slots)
+
+    def add(self, stats: Stats, slot: int = 0) -> None:
+        # One child at a time in practice; a lost update costs a count, never a crash.
+        current = struct.unpack_from(self._FORMAT, self._memory, slot * self._SIZE)
         totals = [old + getattr(stats, name) for old, name in zip(current, COUNTERS)]
-        struct.pack_into(self._FORMAT, self._memory, 0, *totals)
+        struct.pack_into(self._FORMAT, self._memory, slot * self._SIZE, *totals, current[-1])
+
+    def store(self, stats: Stats, slot: int) -> None:
+        struct.pack_into(self._FORMAT, self._memory, slot * self._SIZE,
+                         *(getattr(stats, name) for name in self.FIELDS))
+
+    def take(self, slot: int) -> dict:
+        """Read one slot and zero it (a worker died: its counts move to the parent)."""
+        values = dict(zip(self.FIELDS, struct.unpack_from(self._FORMAT, self._memory, slot * self._SIZE)))
+        struct.pack_into(self._FORMAT, self._memory, slot * self._SIZE, *([0] * len(self.FIELDS)))
+        return values
 
     def read(self) -> dict:
-        return dict(zip(COUNTERS, struct.unpack_from(self._FORMAT, self._memory)))
+        totals = dict.fromkeys(self.FIELDS, 0)
+        for slot in range(self.slots):
+            for name, value in zip(self.FIELDS, struct.unpack_from(self._FORMAT, self._memory, slot * self._SIZE)):
+                totals[name] += value
+        return totals

@@ -22,12 +22,11 @@ import contextlib
 import ctypes
 import os
 import signal
-import time
 
 from iomodels import server
 from iomodels.models import ModelInfo
 from iomodels.models._blocking import accept_forever, serve_connection
-from iomodels.stats import SharedTotals, Stats
+from iomodels.stats import SharedCounters, Stats
 
 MODEL = ModelInfo(
     name="forking", family="blocking I/O + process per connection", section="1.1",
@@ -39,7 +38,7 @@ _PR_SET_PDEATHSIG = 1
 
 def serve(listener, config, stats, stop):
     children: set[int] = set()
-    stats.children = SharedTotals()
+    stats.children = SharedCounters()
 
     def reap(signum=None, frame=None):
         while children:
@@ -74,11 +73,11 @@ def serve(listener, config, stats, stop):
     finally:
         if os.getpid() == parent_pid:
             signal.signal(signal.SIGCHLD, previous)
-            _stop_children(children, stop.finish_by())
+            server.stop_processes(children, stop.finish_by())
             stats.connections_open -= len(children)
 
 
-def _run_child(conn, config, totals: SharedTotals, parent_pid: int) -> None:
+def _run_child(conn, config, totals: SharedCounters, parent_pid: int) -> None:
     """The child: serve one connection with blocking calls, report counters, exit. Never returns."""
     status = 0
     try:
@@ -98,21 +97,3 @@ def _run_child(conn, config, totals: SharedTotals, parent_pid: int) -> None:
         status = 1
     finally:
         os._exit(status)
-
-
-def _stop_children(children: set[int], deadline: float) -> None:
-    """Forward the stop to every child, wait for them until `deadline`, then kill what is left."""
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    while children and time.monotonic() < deadline:
-        for pid in list(children):
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                    continue
-            children.discard(pid)
-        time.sleep(0.02)
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
