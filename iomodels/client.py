@@ -21,8 +21,9 @@ class EchoClient:
         self.sock = socket.create_connection((host, port), timeout=timeout)
 
     def request(self, data: bytes) -> bytes:
+        # Kept on the client so the pool can tell a failure before any reply byte (safe to retry).
+        reply = self.reply_so_far = bytearray()
         self.sock.sendall(data)
-        reply = bytearray()
         while len(reply) < len(data):
             chunk = self.sock.recv(len(data) - len(reply))
             if not chunk:
@@ -73,3 +74,6 @@ def main(address: tuple[str, int], message: str | None = None, timeout: float = 
     except KeyboardInterrupt:
         print()
     return 0
+
+
+from iomodels.pool import ConnectionPool, PoolTimeout  # noqa: F401
