@@ -202,7 +202,8 @@ def open_listener(config: ServerConfig) -> socket.socket:
 
 
 def write_stats_file(path: str, stats: Stats, model: str) -> None:
-    snapshot = {"model": model, "pid": os.getpid(), **stats.snapshot()}
+    from iomodels import procstats  # CPU and context switches, dead threads and reaped children included
+    snapshot = {"model": model, "pid": os.getpid(), **stats.snapshot(), **procstats.own_usage()}
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(snapshot, f, indent=1)
@@ -255,8 +256,14 @@ def handle_signals(stop: Stop, stats: Stats, config: ServerConfig) -> None:
 
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGTERM, on_stop)
+    def on_stats_request(signum, frame):
+        try:
+            write_stats_file(config.stats_file, stats, config.model)
+        except OSError as exc:  # e.g. EMFILE: the server is out of descriptors; it must keep serving
+            log.warning("cannot write %s: %s", config.stats_file, exc.strerror)
+
     if config.stats_file:
-        signal.signal(signal.SIGUSR1, lambda signum, frame: write_stats_file(config.stats_file, stats, config.model))
+        signal.signal(signal.SIGUSR1, on_stats_request)
 
 
 def stop_processes(pids, deadline: float) -> None:

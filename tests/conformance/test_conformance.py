@@ -165,9 +165,13 @@ def test_max_connections_closes_extra_clients(serve, model):
     first, second = server.connect(), server.connect()
     assert request(first, b"one") == b"ONE"
     assert request(second, b"two") == b"TWO"
-    extra = server.connect()
-    assert support.is_closed_by_peer(extra), "a third connection was kept open beyond --max-connections 2"
-    extra.close()
+    try:
+        extra = server.connect()
+    except ConnectionResetError:
+        pass  # accepted and reset before connect() returned: refused, as it should be
+    else:
+        assert support.is_closed_by_peer(extra), "a third connection was kept open beyond --max-connections 2"
+        extra.close()
     first.close()
 
     def third_is_served():

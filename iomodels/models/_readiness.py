@@ -1,0 +1,320 @@
+"""What every readiness model shares: connections, the non-blocking calls, and the loop around a wait.
+
+The readiness family (nonblocking, select, poll, epoll, epoll-et, sigio) differs in one thing only:
+how the process learns which sockets it can use without blocking. Everything else is here, once:
+- "try first, then wait": every `accept`/`recv`/`send` is non-blocking and its EAGAIN (through
+  `errnos.WOULD_BLOCK`) is a normal answer, counted, never an error;
+- a `Connection` (socket, `EchoSession`, the ticks `_sweep.Sweep` counts) per descriptor, in a dict;
+- what a connection wants to wait for, derived from its session after every call: readable unless
+  back-pressure paused it (or the peer finished sending), writable only while output is pending;
+- accepting, with `server.AcceptBackoff` when descriptors run out (the listener leaves the wait set
+  for the pause, so a full accept queue cannot spin us) and `server.admit`;
+- `--idle-timeout` and `--max-connection-age` (the shared `Sweep`), the drain on stop, closing.
+
+A model subclasses `ReadinessLoop` and supplies the wait: `watch`/`rewatch`/`unwatch` (what the
+kernel should report for a descriptor) and `wait(timeout)`, which waits and hands what is ready to
+`dispatch` (or to `service` directly). `edge = True` for models told only about changes (epoll-et,
+sigio): they must read, write and accept until EAGAIN, because no second notice will come.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import time
+
+from iomodels import errnos, server
+from iomodels.core import EchoSession
+from iomodels.models._sweep import Sweep
+
+log = logging.getLogger("iomodels")
+
+INFINITY = float("inf")
+
+
+class Connection:
+    __slots__ = ("sock", "fd", "session", "mask", "quiet_ticks", "started")
+
+    def __init__(self, sock, fd: int, session: EchoSession, mask: int, now: float):
+        self.sock = sock
+        self.fd = fd
+        self.session = session
+        self.mask = mask  # what the model was last told to watch for, in its own bits
+        self.quiet_ticks = 0  # sweeps since data last arrived (see _sweep.py)
+        self.started = now
+
+
+class ReadinessLoop:
+    # Bits for "tell me when readable/writable", and which reported bits mean it: poll()'s, which
+    # epoll (EPOLLIN == POLLIN...) and a signal's si_band share; select and nonblocking ignore them.
+    READ = select.POLLIN
+    WRITE = select.POLLOUT
+    READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
+    WRITABLE = select.POLLOUT | select.POLLHUP | select.POLLERR
+    edge = False
+    # select() cannot take descriptors >= FD_SETSIZE: such connections are refused (select model).
+    fd_limit: int | None = None
+    name = "readiness"
+
+    def __init__(self, listener, config, stats, stop):
+        self.listener = listener
+        self.listener_fd = listener.fileno()
+        self.config = config
+        self.stats = stats
+        self.stop = stop
+        self.recv_size = config.recv_size
+        self.conns: dict[int, Connection] = {}
+        self.backoff = server.AcceptBackoff(stats)
+        self.now = time.monotonic()
+        self.listening = False
+        self.draining = False
+        self.done = False
+        self.accept_resume_at = 0.0
+        self.refused_in_burst = 0
+        self.sweeper = Sweep(config, stats)
+        self.sweep_at = INFINITY  # no sweeps while there is no connection to sweep
+        # Wake up for chores (sweeps, resuming accepts, the end of the drain) no earlier than this.
+        self.next_due = INFINITY
+        listener.setblocking(False)
+
+    # --- how a model waits: the part that differs --------------------------------------------
+
+    def watch(self, fd: int, mask: int) -> None:
+        """Start reporting `fd` when it is ready for `mask`."""
+
+    def rewatch(self, fd: int, mask: int) -> None:
+        """What `fd` waits for changed."""
+
+    def unwatch(self, fd: int, closing: bool = False) -> None:
+        """Stop reporting `fd` (`closing`: it is about to be closed)."""
+
+    def wait(self, timeout: float | None) -> None:
+        """Wait up to `timeout` seconds (None: until something happens) and handle what is ready."""
+        raise NotImplementedError
+
+    def close_waiter(self) -> None:
+        """Release what the wait needs (the epoll descriptor, blocked signals...)."""
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        stats = self.stats
+        try:
+            self.watch(self.stop.fileno(), self.READ)
+            self.listening = True
+            self.watch(self.listener_fd, self.READ)
+            if self.edge:
+                self.accept()  # clients that queued before we watched will not be announced
+            while not self.done:
+                stats.loop_iterations += 1
+                timeout = None if self.next_due == INFINITY else max(0.0, self.next_due - self.now)
+                self.wait(timeout)
+                self.now = time.monotonic()
+                if self.now >= self.next_due:
+                    self.chores()
+        finally:
+            for conn in list(self.conns.values()):
+                self.close(conn)
+            self.close_waiter()
+
+    def dispatch(self, events) -> None:
+        """Handle `(fd, reported_bits)` pairs, as poll() and epoll_wait() return them."""
+        stats = self.stats
+        if not events:
+            stats.empty_wakeups += 1
+            return
+        stats.events += len(events)
+        conns = self.conns
+        service = self.service
+        readable, writable = self.READABLE, self.WRITABLE
+        for fd, bits in events:
+            conn = conns.get(fd)
+            if conn is not None:
+                service(conn, bits & readable, bits & writable)
+            elif fd == self.listener_fd:
+                self.accept()
+            else:
+                # The stop pipe (or a connection closed earlier in this batch): see chores().
+                self.next_due = 0.0
+
+    def chores(self) -> None:
+        """Everything that is not I/O: starting the drain, resuming accepts, timeouts, finishing."""
+        now = self.now
+        if self.stop.requested and not self.draining:
+            self.draining = True
+            # The stop pipe stays readable and a shut-down listener reports POLLHUP forever:
+            # both must leave the wait set, or a level-triggered wait would return at once, always.
+            self.unwatch(self.stop.fileno())
+            self.stop_listening()
+        if self.draining:
+            if not self.conns or now >= self.stop.deadline:
+                self.done = True
+                return
+        elif not self.listening and now >= self.accept_resume_at:
+            self.listening = True
+            self.watch(self.listener_fd, self.READ)
+            self.accept()
+        if now >= self.sweep_at:
+            for conn in self.sweeper.expired(self.conns.values()):
+                self.close(conn)
+            self.sweep_at = now + self.sweeper.interval if self.conns else INFINITY
+        due = self.sweep_at
+        if self.draining:
+            due = min(due, self.stop.deadline)
+        elif not self.listening:
+            due = min(due, self.accept_resume_at)
+        self.next_due = due
+
+    # --- accepting ---------------------------------------------------------------------------
+
+    def stop_listening(self) -> None:
+        if self.listening:
+            self.listening = False
+            self.unwatch(self.listener_fd)
+
+    def accept(self) -> None:
+        """Accept until EAGAIN (an edge-triggered listener announces a queue once, not per client)."""
+        if not self.listening:
+            return
+        listener, config, stats = self.listener, self.config, self.stats
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError as exc:
+                if exc.errno in errnos.WOULD_BLOCK:
+                    return
+                if self.stop.requested:  # the listener was shut down (EINVAL): the drain begins
+                    self.next_due = 0.0
+                    return
+                delay = self.backoff.failed(exc)  # raises for errors that mean a bug
+                if delay:
+                    # Out of descriptors: the queued client stays queued and the listener stays
+                    # readable, so it must leave the wait set or every wait returns at once.
+                    self.stop_listening()
+                    self.accept_resume_at = self.now + delay
+                    self.next_due = min(self.next_due, self.accept_resume_at)
+                    return
+                continue
+            self.backoff.succeeded()
+            fd = sock.fileno()
+            if self.fd_limit is not None and fd >= self.fd_limit:
+                self.refuse(sock, fd)
+                continue
+            if self.refused_in_burst:
+                log.info("%s: accepting again after refusing %d connections", self.name,
+                         self.refused_in_burst)
+                self.refused_in_burst = 0
+            if not server.admit(sock, config, stats):
+                continue
+            sock.setblocking(False)
+            conn = Connection(sock, fd, EchoSession(config.high_water, config.low_water), self.READ,
+                              self.now)
+            self.conns[fd] = conn
+            self.watch(fd, self.READ)
+            if self.sweeper.interval is not None and self.sweep_at == INFINITY:
+                self.sweep_at = self.now + self.sweeper.interval
+                self.next_due = min(self.next_due, self.sweep_at)
+            if self.edge:
+                # The request may already be here, and it arrived before we watched: no notice.
+                self.service(conn, True, False)
+
+    def refuse(self, sock, fd: int) -> None:
+        """A descriptor the wait cannot hold: reset the connection, warn once per burst."""
+        self.stats.accepts += 1
+        self.stats.rejected_fd_too_high += 1
+        if not self.refused_in_burst:
+            log.warning("%s: descriptor %d does not fit (limit %d): refusing new connections until "
+                        "descriptors below the limit free up; %d open connections are still served",
+                        self.name, fd, self.fd_limit, len(self.conns))
+        self.refused_in_burst += 1
+        server.abort(sock)
+
+    # --- one connection ----------------------------------------------------------------------
+
+    def service(self, conn: Connection, readable, writable) -> None:
+        """Do what readiness allows on `conn`; then close it, or update what it waits for."""
+        session = conn.session
+        try:
+            if writable and session.wants_write:
+                self.flush(conn)
+            if session.wants_read and (readable or self.edge):
+                if self.edge:
+                    # Until EAGAIN. An edge model also reads after a write event: sending may have
+                    # resumed a paused reader whose data arrived (and was announced) long ago.
+                    while self.receive(conn) and session.wants_read:
+                        pass
+                else:
+                    self.receive(conn)
+        except Exception as exc:
+            server.connection_failed(exc, self.stats)
+            self.close(conn)
+            return
+        if session.finished:
+            self.close(conn)
+            return
+        mask = (self.READ if session.wants_read else 0) | (self.WRITE if session.wants_write else 0)
+        if mask != conn.mask:
+            conn.mask = mask
+            self.rewatch(conn.fd, mask)
+
+    def receive(self, conn: Connection) -> bool:
+        """One recv, its reply sent at once; False when the socket had nothing (EAGAIN) or ended."""
+        stats = self.stats
+        stats.recv_calls += 1
+        try:
+            data = conn.sock.recv(self.recv_size)
+        except OSError as exc:
+            if exc.errno not in errnos.WOULD_BLOCK:
+                raise
+            stats.recv_eagain += 1
+            return False
+        if not data:
+            conn.session.receive_eof()
+            return False
+        stats.bytes_in += len(data)
+        conn.quiet_ticks = 0
+        conn.session.receive_data(data)
+        self.flush(conn)
+        return True
+
+    def flush(self, conn: Connection) -> None:
+        """Send pending output until it is all gone or the send buffer is full (EAGAIN)."""
+        session, stats = conn.session, self.stats
+        pending = session.pending()
+        while pending:
+            stats.send_calls += 1
+            try:
+                sent = conn.sock.send(pending)
+            except OSError as exc:
+                if exc.errno not in errnos.WOULD_BLOCK:
+                    raise
+                stats.send_eagain += 1
+                return
+            stats.bytes_out += sent
+            if sent < len(pending):
+                stats.send_partial += 1
+            session.sent(sent)
+            pending = session.pending()
+
+    def close(self, conn: Connection) -> None:
+        if self.conns.get(conn.fd) is not conn:
+            return  # already closed
+        del self.conns[conn.fd]
+        self.unwatch(conn.fd, closing=True)
+        server.release(conn.sock, self.stats)
+        if not self.listening:
+            # A descriptor is free again: resume accepting at once if it was out of them,
+            # or finish the drain if that was the last connection.
+            self.accept_resume_at = 0.0
+            self.next_due = 0.0
+
+    def scan(self) -> None:
+        """Try everything once, waiting for nothing: accept, then every connection both ways."""
+        self.accept()
+        # A snapshot: service() may close connections, and a dict must not change while iterated.
+        for conn in list(self.conns.values()):
+            self.service(conn, True, True)
+
+
+def serve_with(loop_class, listener, config, stats, stop) -> None:
+    loop_class(listener, config, stats, stop).run()

@@ -1,0 +1,94 @@
+"""I/O multiplexing with select() (tutorial section 1.3).
+
+Who waits where: the whole process sleeps in `select()`, handing the kernel three sets of
+descriptors (ours: the listener and connections to read from, connections with replies to send).
+The kernel checks every one, puts the process to sleep on all of their wait queues, and returns
+when at least one is ready or `--poll-interval` passes (0.5 s by default: the tutorial's "ask every
+half second"). Then `accept()`/`recv()`/`send()` on a ready descriptor does not wait for data; only
+the copy between kernel and user memory remains. So the first phase of input (waiting for data)
+blocks in `select()`, for all connections at once, and the second (copying) in `recv()`: one
+process serves many clients, which blocking I/O cannot do without threads.
+
+What wakes it: data, a new client, send buffer space, or the timeout. A timeout that finds nothing
+ready is an empty wake-up (`empty_wakeups`): with one idle client, about two a second. They cost
+little, but they are why a server with nothing to time out should not poll.
+
+What it costs: every call copies the sets into the kernel, which scans each descriptor and builds
+the result; Python then scans the result. That is O(n) in the number of watched connections on
+every wake-up, even when one of them is ready. As the tutorial stresses, multiplexing does not make
+one connection faster (an extra system call per round trip can make it slower than a thread per
+connection); it makes many connections cheap to hold.
+
+How it fails: `select()` takes bitmaps of FD_SETSIZE = 1024 bits, so a descriptor numbered 1024
+or more cannot be passed at all (Python raises ValueError; in C it is memory corruption). Once
+1024 descriptors are open, a new connection gets such a number: we reset it at once, count it in
+`rejected_fd_too_high`, warn once per burst of refusals, and keep serving the connections we have;
+when descriptors below 1024 free up, new clients are served again. `poll` and `epoll` have no
+such limit.
+"""
+
+import select
+
+from iomodels.models import ModelInfo
+from iomodels.models._readiness import ReadinessLoop, serve_with
+
+MODEL = ModelInfo(
+    name="select", family="I/O multiplexing", section="1.3",
+    waits_in="select()",
+    cost="O(n) sets copied and scanned per call; descriptors >= 1024 refused; wakes every --poll-interval",
+    multi_worker=True)
+
+# glibc's fd_set is 1024 bits; Python checks every descriptor against it before calling select().
+FD_SETSIZE = 1024
+
+
+class SelectLoop(ReadinessLoop):
+    name = "select"
+    fd_limit = FD_SETSIZE
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.readers: set[int] = set()
+        self.writers: set[int] = set()
+        self.poll_interval = self.config.poll_interval
+
+    def watch(self, fd, mask):
+        self.rewatch(fd, mask)
+
+    def rewatch(self, fd, mask):
+        (self.readers.add if mask & self.READ else self.readers.discard)(fd)
+        (self.writers.add if mask & self.WRITE else self.writers.discard)(fd)
+
+    def unwatch(self, fd, closing=False):
+        self.readers.discard(fd)
+        self.writers.discard(fd)
+
+    def wait(self, timeout):
+        stats = self.stats
+        stats.wait_calls += 1
+        if timeout is None or timeout > self.poll_interval:
+            timeout = self.poll_interval
+        readable, writable, _ = select.select(self.readers, self.writers, (), timeout)
+        if not readable and not writable:
+            stats.empty_wakeups += 1
+            return
+        stats.events += len(readable) + len(writable)
+        conns = self.conns
+        for fd in readable:
+            conn = conns.get(fd)
+            if conn is not None:
+                self.service(conn, True, False)
+            elif fd == self.listener_fd:
+                self.accept()
+            else:
+                self.next_due = 0.0  # the stop pipe: see chores()
+        for fd in writable:
+            # A connection closed above may have been replaced by a new one with the same number:
+            # servicing that one as writable is harmless (it has nothing to send yet).
+            conn = conns.get(fd)
+            if conn is not None:
+                self.service(conn, False, True)
+
+
+def serve(listener, config, stats, stop):
+    serve_with(SelectLoop, listener, config, stats, stop)
