@@ -18,6 +18,7 @@ Everything else (idle timeout, max connections, drain on SIGTERM) is the shared 
 the threads started are counted in `threads_started`.
 """
 
+import threading
 import time
 
 from iomodels import server
@@ -30,21 +31,23 @@ MODEL = ModelInfo(
     cost="a thread (stack, scheduling, context switches) per connection, created per client")
 
 
-def serve(listener, config, stats, stop):
-    threads = set()
+CONNECTION_THREAD = "iomodels-connection"
 
+
+def serve(listener, config, stats, stop):
     def start(conn):
         stats.threads_started += 1
         try:
-            threads.add(server.start_thread(serve_connection, conn, config, stats, stop, name="conn"))
+            server.start_thread(serve_connection, conn, config, stats, stop, name=CONNECTION_THREAD)
         except RuntimeError as exc:  # can't start new thread: out of threads or memory
             server.connection_failed(exc, stats)
             server.release(conn, stats)
-        # Forget finished threads here, in the only thread that touches the set.
-        threads.difference_update([t for t in threads if not t.is_alive()])
 
     listener.setblocking(True)
     accept_forever(listener, config, stats, stop, start)
+    # Wait for the connections still being served (the drain), found by name: keeping our own
+    # set of threads would cost the accept loop a clean-up pass per connection.
     deadline = stop.finish_by()
-    for thread in list(threads):
-        thread.join(max(0.0, deadline - time.monotonic()))
+    for thread in threading.enumerate():
+        if thread.name == CONNECTION_THREAD:
+            thread.join(max(0.0, deadline - time.monotonic()))
