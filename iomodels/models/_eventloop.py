@@ -1,0 +1,246 @@
+"""What the asyncio and uvloop models share: one `asyncio.Protocol`, run on either loop.
+
+An event loop is a readiness multiplexer (epoll underneath) with the bookkeeping done for us: it
+waits, calls `recv` when a socket is readable and hands the bytes to `data_received`, buffers
+what `transport.write` could not send and sends it when the socket is writable again. The
+protocol below only says what to do with the bytes (core.EchoSession) and when to stop reading.
+
+Protocols rather than streams: a callback per chunk costs one Python call, where streams add a
+coroutine, a future and a reader buffer per read.
+
+Flow control is the transport's: `set_write_buffer_limits(high, low)` makes the loop call
+`pause_writing` once its buffer for this peer passes `--high-water` and `resume_writing` once it
+drains to `--low-water`; we answer with `pause_reading` / `resume_reading`, so a peer that does not
+read cannot grow our memory.
+
+We accept connections ourselves and hand each socket to the loop (`connect_accepted_socket`),
+rather than `create_server`: out of descriptors, asyncio 3.11 retries the failing accept() up to
+`backlog` times per wake-up (thousands of failed calls a second), and libuv silently accepts and
+drops the waiting peers. Our accept goes through the same `AcceptBackoff` and `admit` as every
+other model. Stopping follows server.py: `stop.fileno()` is watched like any other descriptor;
+when it fires we stop watching the listener, open connections may finish until `stop.deadline`,
+and whatever is left is aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+
+from iomodels import server
+from iomodels.config import ServerConfig
+from iomodels.core import EchoSession
+from iomodels.models._sweep import Sweep
+from iomodels.stats import Stats
+
+# Accepts per wake-up of the listener: a burst of connections cannot starve open ones.
+ACCEPT_BURST = 64
+
+
+class EchoProtocol(asyncio.Protocol):
+    """One connection. Every callback is an event the loop dispatched (counted in `events`)."""
+
+    __slots__ = ("hub", "stats", "transport", "session", "quiet_ticks", "started")
+
+    def __init__(self, hub: _Hub):
+        self.hub = hub
+        self.stats = hub.stats
+        self.transport: asyncio.Transport | None = None
+        self.session = EchoSession(hub.config.high_water, hub.config.low_water)
+        self.quiet_ticks = 0
+        self.started = time.monotonic()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.stats.events += 1
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.hub.config.high_water, low=self.hub.config.low_water)
+        self.hub.connections.add(self)
+        if self.hub.closing:  # adopted after the drain deadline
+            transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        stats = self.stats
+        stats.events += 1
+        stats.recv_calls += 1
+        stats.bytes_in += len(data)
+        self.quiet_ticks = 0
+        try:
+            reply = self.session.receive_data(data)
+            # The transport tries send() at once and buffers only what the kernel did not take.
+            self.transport.write(reply)
+            self.session.sent(len(reply))
+        except Exception as exc:
+            self.fail(exc)
+            return
+        stats.send_calls += 1
+        stats.bytes_out += len(reply)
+        if self.hub.count_turns:
+            self.hub.note_turn()
+
+    def eof_received(self) -> bool:
+        self.stats.events += 1
+        self.stats.recv_calls += 1
+        self.session.receive_eof()
+        return False  # the transport closes itself once its buffer has gone out
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.hub.release(self)
+        if exc is not None:
+            server.connection_failed(exc, self.stats)
+
+    def fail(self, exc: Exception) -> None:
+        """A bug in our code while serving this peer: log it, abort this connection only."""
+        server.connection_failed(exc, self.stats)
+        self.transport.abort()
+
+
+class _Hub:
+    """One serve() call: accepting, the open connections, idle sweeps, the drain."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, listener: socket.socket, config: ServerConfig,
+                 stats: Stats, stop: server.Stop, count_turns: bool):
+        self.loop = loop
+        self.listener = listener
+        self.config = config
+        self.stats = stats
+        self.stop = stop
+        # Loops without a counting selector (uvloop) count turns that ran our callbacks instead.
+        self.count_turns = count_turns
+        self._turn_noted = False
+        # Live protocols. stats.connections_open also counts sockets still being adopted.
+        self.connections: set[EchoProtocol] = set()
+        self._adopting: set[asyncio.Task] = set()
+        self._all_closed: asyncio.Future = loop.create_future()
+        self.closing = False
+        self.backoff = server.AcceptBackoff(stats)
+        self._resume_accepting: asyncio.TimerHandle | None = None
+        self.sweep = Sweep(config, stats)
+
+    def start_accepting(self) -> None:
+        self._resume_accepting = None
+        self.loop.add_reader(self.listener.fileno(), self._accept)
+
+    def stop_accepting(self) -> None:
+        self.loop.remove_reader(self.listener.fileno())
+        if self._resume_accepting is not None:
+            self._resume_accepting.cancel()
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BURST):
+            try:
+                conn, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if self.stop.requested:  # Stop.request() shut the listener down (EINVAL)
+                    self.stop_accepting()
+                    return
+                try:
+                    delay = self.backoff.failed(exc)
+                except OSError:  # our listener is broken (EBADF...): a bug, reported by the loop
+                    self.stop_accepting()
+                    raise
+                if delay:
+                    self.stop_accepting()
+                    self._resume_accepting = self.loop.call_later(delay, self.start_accepting)
+                    return
+                continue
+            self.backoff.succeeded()
+            if server.admit(conn, self.config, self.stats):
+                conn.setblocking(False)
+                # The loop keeps only a weak reference to a task: we hold it until it is done.
+                task = self.loop.create_task(self._adopt(conn))
+                self._adopting.add(task)
+                task.add_done_callback(self._adopting.discard)
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        protocol = EchoProtocol(self)
+        try:
+            await self.loop.connect_accepted_socket(lambda: protocol, conn)
+        except Exception as exc:
+            server.connection_failed(exc, self.stats)
+            if protocol.transport is None:  # no transport, so no connection_lost will count it
+                server.release(conn, self.stats)
+                self._check_all_closed()
+
+    def release(self, protocol: EchoProtocol) -> None:
+        self.connections.discard(protocol)
+        self.stats.connections_open -= 1
+        self.stats.connections_closed += 1
+        self._check_all_closed()
+
+    def _check_all_closed(self) -> None:
+        if not self.stats.connections_open and self.stop.requested and not self._all_closed.done():
+            self._all_closed.set_result(None)
+
+    def note_turn(self) -> None:
+        # call_soon runs after this turn's I/O callbacks: one count per loop turn that had work.
+        if not self._turn_noted:
+            self._turn_noted = True
+            self.loop.call_soon(self._end_turn)
+
+    def _end_turn(self) -> None:
+        self._turn_noted = False
+        self.stats.loop_iterations += 1
+
+    def _sweep(self) -> None:
+        self._sweep_timer = self.loop.call_later(self.sweep.interval, self._sweep)
+        for protocol in self.sweep.expired(self.connections):
+            # A peer that reads nothing has output stuck in the buffer: close() would wait for it.
+            if protocol.transport.get_write_buffer_size():
+                protocol.transport.abort()
+            else:
+                protocol.transport.close()
+
+    def on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """An exception the loop caught outside our protocol's own handling: a bug, so a traceback."""
+        self.stats.internal_errors += 1
+        loop.default_exception_handler(context)
+
+    async def run(self) -> None:
+        loop, stop = self.loop, self.stop
+        stopping = loop.create_future()
+        loop.add_reader(stop.fileno(), lambda: stopping.done() or stopping.set_result(None))
+        self.start_accepting()
+        self._sweep_timer = self.sweep.interval and loop.call_later(self.sweep.interval, self._sweep)
+        try:
+            await stopping
+        finally:
+            loop.remove_reader(stop.fileno())
+            self.stop_accepting()
+        await self._until_closed(stop.deadline - time.monotonic())
+        self.closing = True
+        for protocol in list(self.connections):
+            protocol.transport.abort()
+        # abort() reports connection_lost on a later loop turn: let that turn happen.
+        await self._until_closed(1.0)
+        if self._sweep_timer:
+            self._sweep_timer.cancel()
+
+    async def _until_closed(self, timeout: float) -> None:
+        self._check_all_closed()
+        if not self._all_closed.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._all_closed), max(0.0, timeout))
+
+
+def serve_on(new_loop: Callable[[], asyncio.AbstractEventLoop], listener: socket.socket,
+             config: ServerConfig, stats: Stats, stop: server.Stop, count_turns: bool = False) -> None:
+    """Serve on a fresh loop from `new_loop` until stopped and drained; close the loop."""
+    listener.setblocking(False)
+    loop = new_loop()
+    hub = _Hub(loop, listener, config, stats, stop, count_turns)
+    loop.set_exception_handler(hub.on_loop_error)
+    try:
+        loop.run_until_complete(hub.run())
+    finally:
+        loop.close()

@@ -1,0 +1,125 @@
+"""The one door to io_uring: the few operations the io_uring model uses, over `uring_api`.
+
+No other module imports `uring_api` (pinned to 0.1.0rc5: a pre-release whose API may move), so a
+change there is a change here. What we rely on, from its documentation:
+- `prepare_*` only fills a submission queue entry (SQE); `wait()` publishes everything prepared
+  with one `io_uring_enter`, then reaps completions (CQEs), entering the kernel again only when
+  none is ready. A full SQ is flushed by `prepare` itself: nothing prepared is ever dropped.
+  `stats()` counts those enters.
+- every prepared operation keeps its buffer (and its `user_data`) alive until its completion
+  has been delivered, so a buffer handed to the kernel cannot be freed under it;
+- a multishot operation delivers intermediate completions (flag MORE) as new objects and its
+  final one as the handle `prepare` returned.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from collections.abc import Callable
+
+import uring_api
+
+Completion = uring_api.Completion
+BufGroup = uring_api.BufGroup
+
+# Set on a multishot completion when more will follow from the same operation.
+MORE = uring_api.IORING_CQE_F_MORE
+# A peer that is gone makes a send fail with EPIPE, never raise SIGPIPE.
+SEND_FLAGS = socket.MSG_NOSIGNAL
+POLLIN = 0x001
+
+# One submitter thread that also reaps: the kernel may skip locking, and runs completion work
+# (DEFER_TASKRUN) only when we ask for completions, instead of interrupting us to run it.
+_FAST_FLAGS = uring_api.IORING_SETUP_SINGLE_ISSUER | uring_api.IORING_SETUP_DEFER_TASKRUN
+
+
+def _disabled_sysctl() -> str | None:
+    try:
+        with open("/proc/sys/kernel/io_uring_disabled") as f:
+            value = f.read().strip()
+    except OSError:
+        return None
+    return {"1": "restricted to the io_uring_group by kernel.io_uring_disabled=1",
+            "2": "disabled by kernel.io_uring_disabled=2"}.get(value)
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """Why this process cannot use io_uring (None if it can): one line for the user."""
+    if not uring_api.is_available():
+        return (f"io_uring is {_disabled_sysctl()}" if _disabled_sysctl() else
+                "io_uring_setup() is refused (an old kernel, or a seccomp policy such as a "
+                "container's default profile)")
+    try:
+        Ring(8).close()
+    except OSError as exc:
+        return f"io_uring_setup() failed: {exc.strerror}"
+    return None
+
+
+class Ring:
+    """A ring whose completions each carry a callable (`user_data`) to hand the completion to.
+
+    The two operations of every request are the C methods themselves, without a Python frame
+    in between: `recv(fd, buffer, 0, on_done)` (the kernel copies the data into `buffer`, then
+    completes with the count) and `send(fd, data, SEND_FLAGS, on_done)`.
+    """
+
+    recv: Callable[[int, object, int, Callable], Completion]
+    send: Callable[[int, bytes, int, Callable], Completion]
+
+    def __init__(self, entries: int):
+        flags = _FAST_FLAGS if uring_api.probe(flags=_FAST_FLAGS) else 0
+        # Twice as many completion slots as submissions: a multishot operation can post many.
+        self._ring = uring_api.Ring(entries=entries, flags=flags, cq_entries=2 * entries)
+        self.recv = self._ring.prepare_recv
+        self.send = self._ring.prepare_send
+
+    def accept(self, fd: int, multishot: bool, on_done: Callable) -> Completion:
+        if multishot:
+            return self._ring.prepare_accept_multishot(fd, socket.SOCK_CLOEXEC, on_done)
+        return self._ring.prepare_accept(fd, socket.SOCK_CLOEXEC, on_done)
+
+    def buffer_group(self, size: int, count: int) -> BufGroup:
+        return self._ring.create_buf_group(size, count)
+
+    def recv_multishot(self, fd: int, group: BufGroup, on_done: Callable) -> Completion:
+        """Receive until cancelled, each time into a buffer the kernel picks from `group`."""
+        return self._ring.prepare_recv_multishot(fd, group, 0, on_done)
+
+    def poll_in(self, fd: int, on_done: Callable) -> Completion:
+        """Complete once `fd` is readable: how a pipe can wake the wait."""
+        return self._ring.prepare_poll(fd, POLLIN, on_done)
+
+    def cancel(self, operation: Completion) -> None:
+        """Ask the kernel to end `operation`; it still completes (with -ECANCELED if not done)."""
+        self._ring.prepare_cancel_nowait(operation)
+
+    def submit(self) -> None:
+        """Publish what is prepared now (no system call when nothing is)."""
+        self._ring.submit()
+
+    def submit_and_wait(self, timeout: float | None) -> list[Completion]:
+        """Publish what is prepared and wait up to `timeout` s (None: no limit) for completions.
+
+        A signal interrupting the wait returns no completions: its Python handler has already run.
+        """
+        try:
+            return self._ring.wait(timeout)
+        except InterruptedError:
+            return []
+
+    def submit_calls(self) -> int:
+        """io_uring_enter calls that submitted work so far (a wait finding no completion ready
+        enters again to sleep: that one is not counted here)."""
+        counts = self._ring.stats()
+        return (counts["submit_main_events"] + counts["submit_sq_full_events"]
+                + counts["submit_next_events"] + counts["submit_worker_events"])
+
+    def pending(self) -> int:
+        """Operations handed to the kernel whose completion has not been delivered yet."""
+        return self._ring.pending_count()
+
+    def close(self) -> None:
+        self._ring.close()
