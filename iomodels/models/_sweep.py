@@ -18,7 +18,8 @@ from typing import Protocol
 from iomodels.config import ServerConfig
 from iomodels.stats import Stats
 
-STEPS = 4
+# Ten sweeps per limit: a connection is closed at most 10 % late (the reliability criterion).
+STEPS = 10
 
 
 class Swept(Protocol):
