@@ -82,7 +82,8 @@ def _add_serve(sub) -> None:
     p.add_argument("--poll-interval", type=_positive_float, default=0.5, metavar="SECONDS",
                    help="select: the timeout of each select() call (default: 0.5, as in the tutorial)")
     p.add_argument("--uring-mode", choices=URING_MODES, default=None,
-                   help="io_uring: one recv per completion, or multishot recv with a buffer ring")
+                   help="io_uring: one recv per completion, or multishot recv with a buffer ring "
+                        "(default: multishot)")
     p.add_argument("--recv-size", type=parse_size, default=65536, metavar="BYTES",
                    help="bytes asked of each recv (default: 64K)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
@@ -165,11 +166,32 @@ def _client(args) -> int:
     return client.main(args.address, message=args.message, timeout=args.timeout)
 
 
+def _add_bench(sub) -> None:
+    from iomodels.bench import cli as bench_cli
+    p = sub.add_parser(
+        "bench", help="load an uppercase-echo server and measure it, checking every reply",
+        description="Load generator: closed loop (--connections, --pipeline) or open loop (--rate), idle "
+                    "connections, worker processes; verifies every reply byte for byte; reports requests/s, "
+                    "latency percentiles, errors and CPU. Loopback targets only.")
+    bench_cli.add_arguments(p)
+
+
+def _add_lab(sub) -> None:
+    from iomodels.lab import cli as lab_cli
+    p = sub.add_parser(
+        "lab", help="run the experiments behind every claim of the tutorial and write a report",
+        description="Run the lab's experiments (each tests one claim of the tutorial on this machine) and "
+                    "write index.html (plots, verdicts), report.md and results.json. --quick takes a few "
+                    "minutes; Ctrl-C writes what was measured so far.")
+    lab_cli.add_arguments(p)
+    p.set_defaults(func=lab_cli.main)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="iomodels", description="One uppercase-echo service over every Unix I/O "
                      "model, and the tools to measure what each one costs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_serve, _add_client, _add_models, _add_explain):
+    for add in (_add_serve, _add_client, _add_models, _add_explain, _add_bench, _add_lab):
         add(sub)
     return parser
 

@@ -1,0 +1,7 @@
+"""The lab: every claim of the tutorial as an experiment, measured here, judged from the numbers.
+
+`runner` lists the experiments (one module each) and runs them; `servers` and `clients` are the two
+ends of every experiment; `measuring` holds what several share (a server at rest, under the bench's
+load); `report` writes index.html (plots from `plotting`), report.md and results.json; `browser`
+checks the page in headless Chromium and takes screenshots; `cli` is `iomodels lab`.
+"""
