@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all test test-fast lab lab-full serve bench clean
+.PHONY: all test test-fast reliability lab lab-full serve bench clean
 
 all: test
 
@@ -19,6 +19,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m 'not slow' -x
+
+# Runs tests/reliability and writes RELIABILITY.md (the scenario x model matrix) from the results.
+reliability: $(STAMP)
+	$(BIN)/python benchmarks/reliability_matrix.py
 
 lab: $(STAMP)
 	$(BIN)/iomodels lab --quick

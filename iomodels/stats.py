@@ -10,6 +10,7 @@ worker process of `--workers N` (see workers.py).
 from __future__ import annotations
 
 import mmap
+import multiprocessing
 import struct
 import time
 
@@ -83,12 +84,15 @@ class SharedCounters:
     def __init__(self, slots: int = 1) -> None:
         self.slots = slots
         self._memory = mmap.mmap(-1, self._SIZE * slots)
+        # Children that finish together (a SIGTERM, an age limit) would lose each other's counts
+        # in a read-modify-write: a semaphore in shared memory, inherited across fork, serialises them.
+        self._lock = multiprocessing.Lock()
 
     def add(self, stats: Stats, slot: int = 0) -> None:
-        # One child at a time in practice; a lost update costs a count, never a crash.
-        current = struct.unpack_from(self._FORMAT, self._memory, slot * self._SIZE)
-        totals = [old + getattr(stats, name) for old, name in zip(current, COUNTERS)]
-        struct.pack_into(self._FORMAT, self._memory, slot * self._SIZE, *totals, current[-1])
+        with self._lock:
+            current = struct.unpack_from(self._FORMAT, self._memory, slot * self._SIZE)
+            totals = [old + getattr(stats, name) for old, name in zip(current, COUNTERS)]
+            struct.pack_into(self._FORMAT, self._memory, slot * self._SIZE, *totals, current[-1])
 
     def store(self, stats: Stats, slot: int) -> None:
         struct.pack_into(self._FORMAT, self._memory, slot * self._SIZE,

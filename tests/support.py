@@ -113,8 +113,14 @@ def _limit_nofile(limit: int):
 
 
 def start_server(model: str, *args: str, nofile: int | None = None, ready_timeout: float = 20.0,
-                 env: dict | None = None) -> RunningServer:
-    cmd = [sys.executable, "-m", "iomodels", "serve", "--model", model, "--port", "0", *args]
+                 env: dict | None = None, prelude: str | None = None) -> RunningServer:
+    """`prelude`: Python run in the server process before `iomodels serve` (fault injection)."""
+    serve_args = ["serve", "--model", model, "--port", "0", *args]
+    if prelude:
+        main = "import sys\nfrom iomodels.cli import main\nraise SystemExit(main(sys.argv[1:]))"
+        cmd = [sys.executable, "-c", f"{prelude}\n{main}", *serve_args]
+    else:
+        cmd = [sys.executable, "-m", "iomodels", *serve_args]
     return start_command(cmd, model, nofile=nofile, ready_timeout=ready_timeout, env=env)
 
 

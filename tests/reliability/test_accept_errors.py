@@ -1,4 +1,6 @@
 """Scenario 2, the accept errno matrix, with a fake listener: no sockets, no timing.
+Pass: ECONNABORTED, EPROTO, EPERM, ECONNRESET skipped; EMFILE, ENFILE, ENOBUFS, ENOMEM back off;
+EBADF, EINVAL (ENOTSOCK) propagate.
 
 What each failure of accept() must lead to (see iomodels/errnos.py for what other servers do):
 skip the one connection, pause accepting (out of a resource), or propagate (our bug).
@@ -19,6 +21,9 @@ from iomodels.stats import Stats
 SKIPPED = [errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET]
 BACK_OFF = [errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM]
 BUGS = [errno.EBADF, errno.EINVAL, errno.ENOTSOCK]
+
+# The blocking family shares this accept loop; test_accept_errors_models.py runs the other models.
+pytestmark = pytest.mark.scenario(2, models=["blocking", "threaded", "forking", "threadpool"])
 
 
 class FakeListener:
@@ -66,6 +71,7 @@ def run_accept_loop(failures):
 
 @pytest.mark.parametrize("code", SKIPPED)
 def test_connection_level_errors_are_skipped_without_pause(code):
+    """Scenario 2. Pass: ECONNABORTED/EPROTO/EPERM/ECONNRESET are skipped, no pause, next client served."""
     stats, stop, handled = run_accept_loop([code, code, code])
     assert len(handled) == 1  # the next connection is served
     assert stats.accept_errors == 3 and stats.accept_backoffs == 0
@@ -74,6 +80,8 @@ def test_connection_level_errors_are_skipped_without_pause(code):
 
 @pytest.mark.parametrize("code", BACK_OFF)
 def test_resource_errors_back_off_with_a_growing_pause(code):
+    """Scenario 2. Pass: EMFILE/ENFILE/ENOBUFS/ENOMEM pause accepting, the pause grows to at most
+    MAX_DELAY, and accepting resumes once the resource is back."""
     stats, stop, handled = run_accept_loop([code] * 8)
     assert len(handled) == 1  # and accepting resumes once the resource is back
     assert stats.accept_backoffs == 8
@@ -83,12 +91,14 @@ def test_resource_errors_back_off_with_a_growing_pause(code):
 
 @pytest.mark.parametrize("code", BUGS)
 def test_errors_that_mean_our_bug_propagate(code):
+    """Scenario 2. Pass: EBADF/EINVAL/ENOTSOCK propagate out of the accept loop."""
     with pytest.raises(OSError) as raised:
         run_accept_loop([code])
     assert raised.value.errno == code
 
 
 def test_one_log_line_per_episode(caplog):
+    """Scenario 2 (and 1). Pass: one warning per back-off episode, not one per failed accept."""
     backoff = server.AcceptBackoff(Stats())
     with caplog.at_level("INFO", logger="iomodels"):
         for _ in range(50):
