@@ -143,7 +143,7 @@ class AcceptBackoff:
 
     def succeeded(self) -> None:
         if self.failures_in_episode:
-            log.debug("accept: accepting again after %d failed attempts", self.failures_in_episode)
+            log.info("accept: accepting again after %d failed attempts", self.failures_in_episode)
             self.failures_in_episode = 0
             self.delay = 0.0
 
