@@ -25,6 +25,8 @@ BufGroup = uring_api.BufGroup
 
 # Set on a multishot completion when more will follow from the same operation.
 MORE = uring_api.IORING_CQE_F_MORE
+# Set on a receive's completion when the socket already holds more data.
+SOCK_NONEMPTY = uring_api.IORING_CQE_F_SOCK_NONEMPTY
 # A peer that is gone makes a send fail with EPIPE, never raise SIGPIPE.
 SEND_FLAGS = socket.MSG_NOSIGNAL
 POLLIN = 0x001

@@ -18,26 +18,37 @@ here the system calls per request fall as load rises (at 100 busy connections, a
 requests per `io_uring_enter`): the `submits`, `wait_calls` and `completions` counters show it.
 
 What it costs: a buffer must be committed to every pending receive, before any data exists.
-`--uring-mode oneshot` gives each connection its own receive buffer (an anonymous mapping, so the
-pages become resident only once the kernel writes into them) and submits a new receive after each
-completion. `--uring-mode multishot` (the default) submits one receive per connection that stays
-armed, and the kernel takes a buffer from a shared ring of provided buffers only when data
+`--uring-mode oneshot` gives each connection its own `--recv-size` buffer (an anonymous mapping, so
+the pages become resident only once the kernel writes into them) and submits a new receive after
+each completion. `--uring-mode multishot` (the default) submits one receive per connection that
+stays armed, and the kernel takes a buffer from a shared ring of provided buffers only when data
 arrives: memory no longer grows with idle connections, but when the ring runs dry a receive ends
 with ENOBUFS and must be armed again; we copy the bytes out of the buffer, which hands it back.
-Each buffer stays referenced until its completion arrives: freeing it earlier would let the
-kernel write into memory we reused. Measured on a 2-core machine (100 connections x 64 bytes),
-io_uring costs about what the `epoll` model costs per request: most of that is the kernel's TCP
-work, which io_uring does not remove (it saves system-call crossings, about two per request, not
-the work), and on Python 3.11 the binding's own locks give back in user space what the saved
-crossings were worth. Multishot costs less than oneshot, having no receive to submit per request.
+These buffers are small (`--recv-size`/32: see back-pressure below), so a big message comes in many
+completions; their replies still leave in one send, as a completion flagged SOCK_NONEMPTY (the
+socket holds more) leaves its reply for the next one to send. Each buffer stays referenced until
+its completion arrives: freeing it earlier would let the kernel write into memory we reused.
+Measured on a 2-core machine (100 connections x 64 bytes), io_uring costs about what the `epoll`
+model costs per request: most of that is the kernel's TCP work, which io_uring does not remove (it
+saves system-call crossings, about two per request, not the work), and on Python 3.11 the binding's
+own locks give back in user space what the saved crossings were worth. Multishot costs about 8 %
+less than oneshot there, having no receive to submit per request; with bigger messages oneshot
+costs less (10 % at 4 KiB, less than half at 64 KiB), and 16 KiB buffers (`--recv-size 512K`) would
+save multishot about 10 % there.
 
-How it fails, and what we do: a negative result is an error on that one connection (a reset or
-a broken pipe closes it quietly, anything else is logged). A send may take only part of the
-bytes: we submit the rest. Back-pressure: while a peer's unsent output is above `--high-water`,
-its receive is not re-armed (multishot: it is cancelled), so a client that never reads cannot
-grow our memory. One send at most is in flight per connection, so bytes never overtake each
-other. io_uring may be forbidden (a seccomp profile, `kernel.io_uring_disabled`): then
-`iomodels serve` says so in one line and exits with status 2. SIGTERM wakes the wait through a
+How it fails, and what we do: a negative result is an error on that one connection (a reset or a
+broken pipe closes it quietly, anything else is logged). A send may take only part of the bytes: we
+submit the rest. Back-pressure: while a peer's unsent output is above `--high-water`, its receive
+is not re-armed (multishot: it is cancelled), so a client that never reads cannot grow our memory.
+A cancel does not stop a pass already under way: while the socket has data, the kernel fills up to
+32 buffers in one go (MULTISHOT_MAX_RETRY in Linux's io_uring/net.c), and those bytes are ours to
+take; buffers of `--recv-size`/32 bound that by about one `--recv-size` per paused peer, as
+oneshot's receive in flight (a late completion cancels again: a cancel may race the next pass).
+(Leaving those bytes in their buffers until the peer reads would let a handful of peers that never
+read empty the ring for everyone.) Twenty peers that never read grew the server by 18 MiB with 16
+KiB buffers, by 3 MiB with these. One send at most is in flight per connection, so bytes never
+overtake each other. io_uring may be forbidden (a seccomp profile, `kernel.io_uring_disabled`):
+then `iomodels serve` says so in one line and exits with status 2. SIGTERM wakes the wait through a
 poll operation on the stop pipe, and on a pipe Python's C signal handler writes to.
 """
 
@@ -67,14 +78,21 @@ MODEL = ModelInfo(
 unavailable_reason = uring.unavailable_reason
 
 RING_ENTRIES = 4096
-# Provided buffers (multishot): small enough that a burst of big transfers touches a bounded
-# amount of memory (BUFFER_COUNT * size), enough that many connections can have data at once.
+# Provided buffers (multishot): recv_size / PASS_BUFFERS bytes each, so that the pass that may
+# complete after a cancel brings in one recv_size at most (see back-pressure above), and enough of
+# them that many connections can have data at once.
 BUFFER_COUNT = 256
+PASS_BUFFERS = 32
 MAX_PROVIDED_BUFFER = 16 * 1024
 # A receive that ended with these is no error: we cancelled it (back-pressure), or the provided
 # buffers ran out for a moment. It is armed again as soon as reading may go on.
 _REARM = frozenset({errno.ECANCELED, errno.ENOBUFS})
 _MORE = uring.MORE
+_NONEMPTY = uring.SOCK_NONEMPTY
+
+
+def provided_buffer_size(recv_size: int) -> int:
+    return max(1, min(recv_size // PASS_BUFFERS, MAX_PROVIDED_BUFFER))
 
 
 class _Conn:
@@ -100,7 +118,7 @@ class _Conn:
         self.quiet_ticks = 0
         self.started = time.monotonic()
         self.closed = False
-        # Bound once: every operation carries one of these as its user_data.
+        # Bound once: every operation carries one of these as its user_data (close() drops them).
         self.on_recv = self._recv_done_multishot if proactor.multishot else self._recv_done
         self.on_send = self._send_done
 
@@ -122,32 +140,38 @@ class _Conn:
 
     def _recv_done_multishot(self, c: uring.Completion) -> None:
         res = c.res
+        flags = c.flags
         if res > 0 and not self.closed:
-            paused = self._received(bytes(c.result))  # copying the bytes out frees the buffer
+            # SOCK_NONEMPTY: the socket holds more, whose completion follows at once, so one send
+            # can carry both replies (a 64 KiB message fills 32 buffers, and needs one send).
+            paused = self._received(bytes(c.result), flags & _NONEMPTY)  # the copy frees the buffer
             if paused and self.recv_op is not None:
                 self.ring.cancel(self.recv_op)  # back-pressure: the kernel must stop filling buffers
         # Only the final completion of an operation is the handle that prepare returned.
-        if c is not self.recv_op or c.flags & _MORE:
+        if c is not self.recv_op or flags & _MORE:
             return
         self.recv_op = None
         if self.closed:
             return
+        if not self.send_size and self.session.pending():
+            self._send(self.session.pending())  # held back for a completion that will not come now
         if res <= 0:
             self._recv_ended(res)
         elif self.session.wants_read:
             self.arm_recv()
 
-    def _received(self, data: bytes) -> bool:
-        """Take data, start sending the reply; return whether reading must pause."""
+    def _received(self, data: bytes, more_coming: int = 0) -> bool:
+        """Take data, send the reply unless more is coming; return whether reading must pause."""
         stats = self.stats
         stats.recv_calls += 1
         stats.bytes_in += len(data)
         self.quiet_ticks = 0
         session = self.session
         pending = session.receive_data(data)
-        if not self.send_size:
+        paused = session.reading_paused
+        if not self.send_size and (paused or not more_coming):
             self._send(pending)
-        return session.reading_paused
+        return paused
 
     def _recv_ended(self, res: int) -> None:
         """A receive completed without data: end of input, or an error (ours or the peer's)."""
@@ -201,7 +225,7 @@ class _Proactor:
     def __init__(self, ring: uring.Ring, listener: socket.socket, config, stats, stop: server.Stop):
         self.ring, self.listener, self.config, self.stats, self.stop = ring, listener, config, stats, stop
         self.multishot = config.uring_mode == "multishot"
-        self.buffers = ring.buffer_group(min(config.recv_size, MAX_PROVIDED_BUFFER), BUFFER_COUNT) \
+        self.buffers = ring.buffer_group(provided_buffer_size(config.recv_size), BUFFER_COUNT) \
             if self.multishot else None
         self.connections: set[_Conn] = set()
         self.accept_op: uring.Completion | None = None
@@ -266,6 +290,10 @@ class _Proactor:
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)
         server.release(conn.sock, self.stats)
+        # The handlers bound in __init__ make each connection a reference cycle: without this its
+        # pending output and buffer would wait for a full garbage collection (hundreds of MiB
+        # under churn). An operation still in flight keeps what it uses alive by itself.
+        conn.on_recv = conn.on_send = conn.session = conn.buf = None
 
     def fail(self, conn: _Conn, exc: Exception) -> None:
         server.connection_failed(exc, self.stats)
