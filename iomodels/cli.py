@@ -7,6 +7,7 @@ line on stderr and a non-zero exit status; anything else is a bug and keeps its 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from iomodels.config import DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, URING_MODES, ConfigError, ServerConfig
@@ -205,3 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `iomodels explain epoll | head`: the reader left; say nothing more (and not at exit either).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
