@@ -12,8 +12,8 @@
 
 `run(host, port, ...) -> Result` is the API (the lab uses it); `iomodels bench` is its command line.
 Modules: runner (orchestration), worker (one process), connection (the protocol and the open-loop
-schedule), oneshot (connect per request), idle (limits, source addresses, idle connections),
-payload, histogram, server_watch, result, report, cli.
+schedule), timer (sub-millisecond wake-ups), oneshot (connect per request), idle (limits, source
+addresses, idle connections), payload, histogram, server_watch, result, report, cli, errors.
 """
 
 from iomodels.bench.errors import BenchError, UsageError

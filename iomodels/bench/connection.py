@@ -8,8 +8,9 @@ corrects it the same way).
 
 The hot path is `data_received` when the bytes that arrived are exactly the reply at the head of
 the line, which is nearly always the case in ping-pong: one `==` against a prebuilt `bytes`, one
-array append, one prebuilt write. Anything else (a reply split over reads, several replies in one
-read, garbage) takes `_slow`, which walks the bytes against the queue of expected replies.
+array append, one write(2) of a prebuilt message straight to the socket (see `_write`). Anything
+else (a reply split over reads, several replies in one read, garbage) takes `_slow`, which walks
+the bytes against the queue of expected replies.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def raise_nofile(needed: int) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = needed + FD_MARGIN
     if soft < want:
-        target = want if hard == resource.RLIM_INFINITY else min(hard, max(want, soft))
+        target = want if hard == resource.RLIM_INFINITY else hard
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     if soft < want:

@@ -132,6 +132,7 @@ class _Workers:
 
     def __init__(self):
         self.processes, self.pipes = [], []
+        self.early: dict[int, tuple] = {}  # a message read ahead of its turn, by worker index
 
     def start(self, specs: list[worker.WorkerSpec]) -> None:
         context = multiprocessing.get_context("spawn")
@@ -151,6 +152,8 @@ class _Workers:
     def receive(self, pipe) -> tuple:
         """A worker's next message; its failure to run becomes a BenchError."""
         index = self.pipes.index(pipe)
+        if index in self.early:
+            return self.early.pop(index)
         try:
             message = pipe.recv()
         except EOFError:
@@ -168,11 +171,14 @@ class _Workers:
         results: dict[int, dict] = {}
         deadline = perf_counter_ns() + int(timeout * 1e9)
         while len(results) < len(self.pipes):
-            left = (deadline - perf_counter_ns()) / 1e9
-            waiting = [pipe for i, pipe in enumerate(self.pipes) if i not in results]
-            if left <= 0 or not wait(waiting, left):
-                raise BenchError(f"{len(waiting)} bench worker(s) sent no '{kind}' within {timeout:.0f} s")
-            for pipe in wait(waiting, 0):
+            ready = [self.pipes[i] for i in self.early if i not in results]
+            if not ready:
+                waiting = [pipe for i, pipe in enumerate(self.pipes) if i not in results]
+                left = (deadline - perf_counter_ns()) / 1e9
+                ready = wait(waiting, left) if left > 0 else []
+                if not ready:
+                    raise BenchError(f"{len(waiting)} bench worker(s) sent no '{kind}' within {timeout:.0f} s")
+            for pipe in ready:
                 message = self.receive(pipe)
                 if message[0] == kind:
                     results[self.pipes.index(pipe)] = message[1]
@@ -210,6 +216,8 @@ def _watch(pool: _Workers, display, watch: ServerWatch | None, options: dict, t0
             message = pool.receive(pipe)
             if message[0] == "progress":
                 completed[pipes.index(pipe)] = message[1]
+            else:  # a worker's clock reached the end a moment before ours: keep its report
+                pool.early[pipes.index(pipe)] = message
         now = perf_counter_ns()
         if now - samples[-1][0] >= worker.TICK * 1e9:
             samples.append((now, sum(completed)))

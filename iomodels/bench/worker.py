@@ -157,7 +157,7 @@ def _send(pipe, message) -> bool:
     try:
         pipe.send(message)
         return True
-    except OSError:  # BrokenPipeError: the parent was interrupted and closed its end
+    except (BrokenPipeError, ConnectionResetError):  # the parent was interrupted and closed its end
         return False
 
 
@@ -167,11 +167,15 @@ async def _receive(loop, pipe):
     loop.add_reader(pipe.fileno(), lambda: ready.done() or ready.set_result(None))
     try:
         await ready
-        return pipe.recv()
-    except (EOFError, OSError):
-        return ("stop",)
     finally:
         loop.remove_reader(pipe.fileno())
+        # libuv left the descriptor non-blocking; multiprocessing's Connection expects it blocking,
+        # or a message that arrives in two pieces, or a send to a slow reader, fails with EAGAIN.
+        os.set_blocking(pipe.fileno(), True)
+    try:
+        return pipe.recv()
+    except (EOFError, ConnectionResetError):
+        return ("stop",)
 
 
 async def _close(tally: Tally, active, idle, oneshot) -> None:

@@ -69,25 +69,11 @@ class SelectLoop(ReadinessLoop):
         if timeout is None or timeout > self.poll_interval:
             timeout = self.poll_interval
         readable, writable, _ = select.select(self.readers, self.writers, (), timeout)
-        if not readable and not writable:
-            stats.empty_wakeups += 1
-            return
-        stats.events += len(readable) + len(writable)
-        conns = self.conns
-        for fd in readable:
-            conn = conns.get(fd)
-            if conn is not None:
-                self.service(conn, True, False)
-            elif fd == self.listener_fd:
-                self.accept()
-            else:
-                self.next_due = 0.0  # the stop pipe: see chores()
-        for fd in writable:
-            # A connection closed above may have been replaced by a new one with the same number:
-            # servicing that one as writable is harmless (it has nothing to send yet).
-            conn = conns.get(fd)
-            if conn is not None:
-                self.service(conn, False, True)
+        # As (fd, bits) pairs, the shape poll() returns, the shared dispatch (and its short path
+        # for a request on an idle connection) applies. A connection closed in the read pass may
+        # have been replaced by a new one with the same number: servicing that one as writable is
+        # harmless (it has nothing to send yet).
+        self.dispatch([(fd, self.READ) for fd in readable] + [(fd, self.WRITE) for fd in writable])
 
 
 def serve(listener, config, stats, stop):

@@ -62,7 +62,7 @@ def test_a_corrupting_server_is_caught(reply, what):
 def test_mismatches_make_the_exit_status_1():
     with FaultyServer(unicode_uppercase) as server:
         done = bench_cli(f"127.0.0.1:{server.port}", "-c", "2", "-t", "0.5", "-w", "0.1", "--json")
-    assert done.returncode == 1
+    assert done.returncode == 1 and done.stdout, done.stderr
     assert json.loads(done.stdout)["mismatches"] > 0
 
 

@@ -1,0 +1,298 @@
+"""benchmarks/run.py's results as ratios, the issue's targets, a plot, and BENCHMARKS.md sections.
+
+Every ratio is taken inside one turn (one round of one cell: the same minutes of the same
+machine), then the median over rounds is reported with the range it came from. The C server runs
+several times a turn; each other server is set against the mean of the C runs just before and
+just after it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from iomodels.lab import machine as lab_machine
+
+ROOT = Path(__file__).resolve().parent.parent
+PLOT = ROOT / "benchmarks" / "cpu_per_request.svg"
+C = "C epoll"
+# Written by run.py; every other section of BENCHMARKS.md (the load generator's, the notes on
+# profiles and multi-core) is kept as it is.
+SECTIONS = ("## Machine and method", "## Results", "## Targets")
+TARGET_CELL = (100, 64)
+# (model, reference, at most, what it means): each checked as the median of per-turn ratios.
+TARGETS = [
+    ("epoll", C, 1.10, "a plain selectors loop measures ~1.18x: beat it"),
+    ("epoll-et", C, 1.10, "as epoll"),
+    ("io_uring", "epoll", 1.00, "completion I/O no slower than readiness I/O"),
+    ("io_uring:oneshot", "epoll", 1.00, "as io_uring, with one receive submitted per request"),
+    ("uvloop", C, 1.10, "no overhead over a bare uvloop Protocol server"),
+    ("uvloop", "uvloop Protocol", 1.00, "(the same target, against the bare server itself)"),
+    ("asyncio", "asyncio Protocol", 1.00, "no overhead over the bare stdlib server"),
+    ("threaded", "socketserver", 1.00, "no overhead over socketserver.ThreadingTCPServer"),
+    ("threadpool", "socketserver", 1.00, "as threaded"),
+    ("poll", "epoll", 1.15, "within 1.15x of epoll at 100 connections"),
+    ("select", "epoll", 1.15, "within 1.15x of epoll at 100 connections"),
+]
+
+
+def machine() -> dict:
+    described = lab_machine.describe()
+    return {"summary": lab_machine.summary(described), **described}
+
+
+# --- ratios ---------------------------------------------------------------------------------
+
+def _turns(rows: list[dict]) -> dict:
+    """(connections, size) -> round -> [rows in the order they ran]."""
+    turns = defaultdict(lambda: defaultdict(list))
+    for row in sorted(rows, key=lambda r: r["seq"]):
+        if "failed" not in row and row.get("cpu_per_request_us"):
+            turns[(row["connections"], row["size"])][row["round"]].append(row)
+    return turns
+
+
+def _reference_value(turn: list[dict], row: dict, reference: str, key: str) -> float | None:
+    """The reference's figure to set `row` against: for the C server, the mean of its runs just
+    before and just after `row` in the turn; for any other, its run in the same turn."""
+    if reference != C:
+        found = [r[key] for r in turn if r["server"] == reference]
+        return statistics.fmean(found) if found else None
+    before = [r[key] for r in turn if r["server"] == C and r["seq"] < row["seq"]][-1:]
+    after = [r[key] for r in turn if r["server"] == C and r["seq"] > row["seq"]][:1]
+    bracket = before + after if row["server"] != C else [row[key]]
+    return statistics.fmean(bracket) if bracket else None
+
+
+def ratios(rows: list[dict], server: str, reference: str, key: str = "cpu_per_request_us") -> dict:
+    """(connections, size) -> per-turn ratios of `key`, server / reference."""
+    found = defaultdict(list)
+    for cell, rounds in _turns(rows).items():
+        for turn in rounds.values():
+            for row in turn:
+                if row["server"] == server:
+                    base = _reference_value(turn, row, reference, key)
+                    if base:
+                        found[cell].append(row[key] / base)
+                        break  # the C server runs several times a turn: its own ratio is 1 once
+    return dict(found)
+
+
+def servers_in(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(row["server"] for row in rows))
+
+
+def median_of(rows: list[dict], server: str, cell: tuple, key: str) -> float | None:
+    values = [row[key] for row in rows if row["server"] == server and (row["connections"], row["size"]) == cell
+              and "failed" not in row and row.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+def _spread(values: list[float]) -> str:
+    middle = statistics.median(values)
+    return f"{middle:.2f}" if len(values) == 1 else f"{middle:.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def _matrix(rows: list[dict], reference: str, size: int, key: str, title: str) -> list[str]:
+    connections = sorted({row["connections"] for row in rows if row["size"] == size})
+    lines = [f"{title}, {size} B messages:", "",
+             "| server | " + " | ".join(f"{c} conn." for c in connections) + " |",
+             "|---|" + "---|" * len(connections)]
+    for server in servers_in(rows):
+        found = ratios(rows, server, reference, key)
+        cells = [f"{statistics.median(found[(c, size)]):.2f}" if (c, size) in found else "n/a" for c in connections]
+        lines.append(f"| {server} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _detail(rows: list[dict], reference: str, cell: tuple) -> list[str]:
+    lines = [f"All servers at {cell[0]} connections x {cell[1]} B: CPU per request and throughput as "
+             f"ratios to {reference} (median over rounds, range in brackets); absolute figures for "
+             f"orientation only (medians; this machine was shared).", "",
+             f"| server | CPU/request x {reference} | req/s x {reference} | CPU/request (us) | req/s | "
+             f"p50 (us) | p99 (us) | errors |", "|---|---|---|---|---|---|---|---|"]
+    for server in servers_in(rows):
+        cpu = ratios(rows, server, reference).get(cell)
+        rps = ratios(rows, server, reference, "rps").get(cell)
+        if not cpu:
+            continue
+        errors = sum(row.get("errors", 0) for row in rows if row["server"] == server
+                     and (row["connections"], row["size"]) == cell and "failed" not in row)
+        lines.append(f"| {server} | {_spread(cpu)} | {_spread(rps)} | "
+                     f"{median_of(rows, server, cell, 'cpu_per_request_us'):.2f} | "
+                     f"{median_of(rows, server, cell, 'rps'):,.0f} | {median_of(rows, server, cell, 'p50_us'):.0f} | "
+                     f"{median_of(rows, server, cell, 'p99_us'):.0f} | {errors} |")
+    return lines + [""]
+
+
+def targets(rows: list[dict]) -> list[str]:
+    lines = [f"Measured at {TARGET_CELL[0]} connections x {TARGET_CELL[1]} B: median of the per-round ratios "
+             f"of CPU per request (range over rounds in brackets).", "",
+             "| model | against | target | measured | verdict | what it means |", "|---|---|---|---|---|---|"]
+    for model, reference, limit, meaning in TARGETS:
+        found = ratios(rows, model, reference).get(TARGET_CELL)
+        if not found:
+            lines.append(f"| {model} | {reference} | <= {limit:.2f}x | not measured | - | {meaning} |")
+            continue
+        verdict = "met" if statistics.median(found) <= limit else "**not met**"
+        lines.append(f"| {model} | {reference} | <= {limit:.2f}x | {_spread(found)} | {verdict} | {meaning} |")
+    best = _best_throughput(rows)
+    if best:
+        model, found = best
+        verdict = "met" if statistics.median(found) >= 0.95 else "**not met**"
+        lines.append(f"| {model} (best req/s) | {C} | req/s >= 0.95x | {_spread(found)} | {verdict} | "
+                     f"throughput of the best model within 5 % of the C server's |")
+    return lines + [""]
+
+
+REFERENCE_NAMES = {C, "asyncio Protocol", "uvloop Protocol", "socketserver", "selectors loop"}
+
+
+def _best_throughput(rows: list[dict]) -> tuple[str, list[float]] | None:
+    """The model with the highest median req/s ratio to the C server, and its per-turn ratios."""
+    candidates = []
+    for server in servers_in(rows):
+        found = ratios(rows, server, C, "rps").get(TARGET_CELL)
+        if found and server not in REFERENCE_NAMES:
+            candidates.append((statistics.median(found), server, found))
+    return max(candidates)[1:] if candidates else None
+
+
+# --- the plot -------------------------------------------------------------------------------
+
+def plot(rows: list[dict], reference: str, path: Path = PLOT) -> Path | None:
+    """One panel per message size: each server's CPU per request / the reference's, one marker per
+    connection count, on a log scale (a ratio of 2 is as far above 1 as 0.5 is below it)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+    except ImportError:
+        return None
+    sizes = sorted({row["size"] for row in rows})
+    connections = sorted({row["connections"] for row in rows})
+    servers = [s for s in servers_in(rows) if s != reference]
+    fig, axes = plt.subplots(len(sizes), 1, figsize=(12, 4.5 * len(sizes)), squeeze=False)
+    markers = "os^Dv"
+    for ax, size in zip(axes[:, 0], sizes):
+        for i, count in enumerate(connections):
+            xs, ys = [], []
+            for x, server in enumerate(servers):
+                found = ratios(rows, server, reference).get((count, size))
+                if found:
+                    xs.append(x + (i - (len(connections) - 1) / 2) * 0.12)
+                    ys.append(statistics.median(found))
+            ax.plot(xs, ys, markers[i % len(markers)], label=f"{count} conn.")
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.axhline(1.10, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(FixedLocator([0.5, 0.75, 1, 1.1, 1.5, 2, 3, 5, 10, 20, 50, 100]))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(range(len(servers)))
+        ax.set_xticklabels(servers, rotation=30, ha="right")
+        ax.grid(axis="x", color="#eeeeee")
+        ax.set_ylabel(f"CPU per request, x {reference}")
+        ax.set_title(f"{size} B messages, ping-pong: median over rounds (1 = {reference}; dashed: 1.10)")
+        ax.legend(fontsize="small", ncol=len(connections))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --- BENCHMARKS.md --------------------------------------------------------------------------
+
+def _sampler_agreement(rows: list[dict]) -> str:
+    """How far the process-tree sampler is from the load generator's own reading of the server's
+    main process, on servers that are one process (where both measure the same thing)."""
+    gaps = sorted(abs(r["server_cpu_s"] / r["loadgen_server_cpu_s"] - 1) for r in rows
+                  if r.get("loadgen_server_cpu_s") and "failed" not in r and r["server"] != "forking")
+    if not gaps:
+        return ""
+    return (f" On single-process servers this agrees with the load generator's own reading of the server "
+            f"(`-P`, the same window exactly) within {100 * statistics.median(gaps):.1f} % (median; 90th "
+            f"percentile {100 * gaps[int(0.9 * (len(gaps) - 1))]:.1f} %).")
+
+
+def render(results: dict) -> str:
+    rows = results["rows"]
+    reference = C if results["reference"] else "asyncio Protocol"
+    sizes = sorted({row["size"] for row in rows})
+    m = results["machine"]
+    runs = results["runs"]
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(runs[0]["started"]))
+    commands = [".venv/bin/python benchmarks/run.py" + (f" {run['command']}" if run["command"] else "") for run in runs]
+    rounds = len({row["round"] for row in rows})
+    method = [
+        SECTIONS[0], "",
+        f"Measured {when} ({sum(run['seconds'] for run in runs) // 60} min) on: {m['summary']}; load average at "
+        f"start {runs[0]['load_average_at_start']} (other sessions were running tests on the same two cores); "
+        f"open files limit {m['open_files_limit']}; packages "
+        + ", ".join(f"{name} {version}" for name, version in m["packages"].items()) + ".", "",
+        f"Load generator: {results['load_generator']}"
+        + (f" ({results['reference']})" if results["reference"] else
+           " (the C reference was not available: only the Python servers were compared)") + ", "
+        f"ping-pong (one message in flight per connection), every reply checked byte for byte. "
+        f"Server pinned to CPU {results['server_cpu']}, load generator to CPU {results['client_cpu']}; "
+        f"{rounds} rounds ("
+        + " and ".join(f"{run['rounds']} of {run['warmup']:g} s warm-up + {run['duration']:g} s measured" for run in runs)
+        + ", the warm-up 1 s per 250 connections if longer) per server and cell, each round running every server in turn, forwards "
+        f"then backwards, with the C server before, after and between every four of them: a server's ratio to C is "
+        f"against the mean of the two C runs that bracket it. CPU per request = CPU seconds (utime + stime from "
+        f"/proc/PID/stat, summed over the server's process tree, reaped children included, sampled every 0.1 s and "
+        f"interpolated at the window's ends) over the measured window / requests completed in it."
+        + _sampler_agreement(rows) + " Softirq time of loopback TCP is not charged to any process (it shows in "
+        f"/proc/stat): the figures are the server's own CPU, user and system.", "",
+        "```sh", *commands, "```", "",
+        "Each server runs as (`taskset -c 0`): `epoll_echo --port 0 --port-file F`, "
+        "`python benchmarks/baselines/{asyncio_echo.py [--uvloop], socketserver_echo.py, selectors_echo.py} 0`, "
+        "`python -m iomodels serve --model M --port 0 --log-level warning` (`threadpool` with `--threads` = "
+        "connections, so that every client is served; `io_uring:oneshot` adds `--uring-mode oneshot`); "
+        "the load, `taskset -c 1 loadgen -p PORT -c C -s S -d 1 -t T -w W -P PID`. Raw figures of every run: "
+        "`benchmarks/results.json`."
+        + (" Every server runs with " + ", ".join(f"`{k}={v}`" for k, v in results["malloc_env"].items())
+           + ": glibc's default thresholds make a stdlib asyncio server pay mmap + munmap per read, or not, "
+             "depending on its allocation history (see \"Where the time goes\"); fixed, every server is in the "
+             "same regime. `--stock-malloc` leaves them alone." if results.get("malloc_env") else ""), ""]
+    body = [SECTIONS[1], ""]
+    for size in sizes:
+        body += _matrix(rows, reference, size, "cpu_per_request_us", f"CPU per request, x {reference}")
+    for size in sizes:
+        body += _matrix(rows, reference, size, "rps", f"Requests per second, x {reference}")
+    cell = TARGET_CELL if any((r["connections"], r["size"]) == TARGET_CELL for r in rows) else \
+        (rows[0]["connections"], rows[0]["size"])
+    body += _detail(rows, reference, cell)
+    drawn = plot(rows, reference)
+    if drawn:
+        body += [f"![CPU per request, x {reference}]({drawn.relative_to(ROOT)})", ""]
+    failed = [r for r in rows if "failed" in r or r.get("server_errors")]
+    if failed:
+        body += ["Runs that failed or logged a traceback:", ""]
+        body += [f"- round {r['round'] + 1}, {r['server']}, {r['connections']} x {r['size']} B: "
+                 f"{r.get('failed') or r['server_errors'].strip().splitlines()[-1]}" for r in failed] + [""]
+    return "\n".join(method + body + [SECTIONS[2], ""] + targets(rows))
+
+
+def _replace(text: str, heading: str, new: str) -> str:
+    start = text.find(heading + "\n")
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + new.rstrip("\n") + "\n"
+    end = text.find("\n## ", start + len(heading))
+    return text[:start] + new.rstrip("\n") + "\n" + ("" if end < 0 else text[end:])
+
+
+def write(results: dict, text: str, path: Path = ROOT / "BENCHMARKS.md") -> Path:
+    """Put each generated section in place of its old version; leave every other section alone."""
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    parts = text.split("\n## ")
+    for part in parts:
+        section = part if part.startswith("## ") else "## " + part
+        current = _replace(current, section.split("\n", 1)[0], section)
+    path.write_text(current)
+    return path
