@@ -24,7 +24,7 @@ HIGH_WATER = 64 * 1024
 # buffered instead of pausing would still grow by far more than the limit, in half the time.
 CLIENTS, PUSH = 20, 16 << 20
 # Resident memory the server may gain beyond 2 x high-water per client: one recv buffer per peer in
-# flight, allocator slack, io_uring's provided-buffer ring (4 MiB) once all of it was touched.
+# flight, allocator slack, io_uring's provided-buffer ring (512 KiB by default) once all of it was touched.
 SLACK = 8 << 20
 BASE = random.Random(3).randbytes(PUSH)
 BASE_UPPER_SHA = hashlib.sha256(BASE.upper())

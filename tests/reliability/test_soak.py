@@ -23,7 +23,7 @@ from tests.reliability.helpers import (
 WARM_UP_ROUNDS, ROUNDS, ROUND_SECONDS = 1, 6, 2.0
 RSS_TOLERANCE = 0.05
 # With every connection closed, what a server may hold beyond its size before any load: allocator
-# arenas, buffers grown once (io_uring's provided-buffer ring is 4 MiB). Far more is memory that
+# arenas, buffers grown once (io_uring's provided-buffer ring, 512 KiB by default). Far more is memory that
 # closed connections still keep.
 RETAINED_LIMIT = 32 << 20
 
