@@ -107,7 +107,8 @@ def measure(name: str, connections: int, size: int, turns: int) -> float:
     clients = [socket.create_connection(listener.getsockname()) for _ in range(connections)]
     for client in clients:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    serve, close = SERVERS[name](listener, connections) if name in SERVERS else model_server(name, listener, connections)
+    make = SERVERS.get(name) or (lambda *args: model_server(name, *args))
+    serve, close = make(listener, connections)
     message, spent = b"a" * size, 0.0
     for _ in range(turns):
         for client in clients:

@@ -149,15 +149,12 @@ def targets(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
-REFERENCE_NAMES = {C, "asyncio Protocol", "uvloop Protocol", "socketserver", "selectors loop"}
-
-
 def _best_throughput(rows: list[dict]) -> tuple[str, list[float]] | None:
     """The model with the highest median req/s ratio to the C server, and its per-turn ratios."""
     candidates = []
-    for server in servers_in(rows):
+    for server in {row["server"] for row in rows if row.get("kind") == "model"}:
         found = ratios(rows, server, C, "rps").get(TARGET_CELL)
-        if found and server not in REFERENCE_NAMES:
+        if found:
             candidates.append((statistics.median(found), server, found))
     return max(candidates)[1:] if candidates else None
 
@@ -220,6 +217,11 @@ def _sampler_agreement(rows: list[dict]) -> str:
             f"percentile {100 * gaps[int(0.9 * (len(gaps) - 1))]:.1f} %).")
 
 
+def _cells(run: dict) -> str:
+    cells = run.get("cells", [])
+    return f"all {len(cells)} cells" if len(cells) > 1 else (cells[0] if cells else "each cell")
+
+
 def render(results: dict) -> str:
     rows = results["rows"]
     reference = C if results["reference"] else "asyncio Protocol"
@@ -228,7 +230,6 @@ def render(results: dict) -> str:
     runs = results["runs"]
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(runs[0]["started"]))
     commands = [".venv/bin/python benchmarks/run.py" + (f" {run['command']}" if run["command"] else "") for run in runs]
-    rounds = len({row["round"] for row in rows})
     method = [
         SECTIONS[0], "",
         f"Measured {when} ({sum(run['seconds'] for run in runs) // 60} min) on: {m['summary']}; load average at "
@@ -240,11 +241,13 @@ def render(results: dict) -> str:
            " (the C reference was not available: only the Python servers were compared)") + ", "
         f"ping-pong (one message in flight per connection), every reply checked byte for byte. "
         f"Server pinned to CPU {results['server_cpu']}, load generator to CPU {results['client_cpu']}; "
-        f"{rounds} rounds ("
-        + " and ".join(f"{run['rounds']} of {run['warmup']:g} s warm-up + {run['duration']:g} s measured" for run in runs)
-        + ", the warm-up 1 s per 250 connections if longer) per server and cell, each round running every server in turn, forwards "
-        f"then backwards, with the C server before, after and between every four of them: a server's ratio to C is "
-        f"against the mean of the two C runs that bracket it. CPU per request = CPU seconds (utime + stime from "
+        + "; ".join(f"{run['rounds']} rounds of {_cells(run)} ({run['warmup']:g} s warm-up + {run['duration']:g} s "
+                    f"measured)" for run in runs)
+        + "; the warm-up is 1 s per 250 connections when that is longer. Each round runs every server in turn, "
+        + ("forwards then backwards, with the C server before, after and between every four of them: a server's "
+           "ratio to C is against the mean of the two C runs that bracket it." if results["reference"] else
+           f"forwards then backwards; ratios are to {reference} in the same round.")
+        + " CPU per request = CPU seconds (utime + stime from "
         f"/proc/PID/stat, summed over the server's process tree, reaped children included, sampled every 0.1 s and "
         f"interpolated at the window's ends) over the measured window / requests completed in it."
         + _sampler_agreement(rows) + " Softirq time of loopback TCP is not charged to any process (it shows in "
@@ -254,7 +257,9 @@ def render(results: dict) -> str:
         "`python benchmarks/baselines/{asyncio_echo.py [--uvloop], socketserver_echo.py, selectors_echo.py} 0`, "
         "`python -m iomodels serve --model M --port 0 --log-level warning` (`threadpool` with `--threads` = "
         "connections, so that every client is served; `io_uring:oneshot` adds `--uring-mode oneshot`); "
-        "the load, `taskset -c 1 loadgen -p PORT -c C -s S -d 1 -t T -w W -P PID`. Raw figures of every run: "
+        + ("the load, `taskset -c 1 loadgen -p PORT -c C -s S -d 1 -t T -w W -P PID`. " if results["reference"] else
+           "the load, `taskset -c 1 python -m iomodels bench 127.0.0.1:PORT -c C -s S -t T -w W --workers 1 --json "
+           "--server-pid PID`. ") + "Raw figures of every run: "
         "`benchmarks/results.json`."
         + (" Every server runs with " + ", ".join(f"`{k}={v}`" for k, v in results["malloc_env"].items())
            + ": glibc's default thresholds make a stdlib asyncio server pay mmap + munmap per read, or not, "

@@ -8,8 +8,10 @@ The yardstick is server CPU seconds per request: utime + stime of the server's w
 requests completed in it. The server runs pinned to CPU 0 and the load generator to CPU 1; each
 cell of the matrix (connections x message size, ping-pong) runs every server in turn, the C
 reference before, after and between every four others, and the turn is repeated `--rounds`
-times in alternating order. The claims are medians over rounds of ratios measured in the same turn (a model's CPU per
-request / the C server's, or / a Python baseline's), never absolute times: the machine is shared.
+times in alternating order. The claims are medians over rounds of ratios measured in the same
+turn (a model's CPU per request / the C server's, or / a Python baseline's), never absolute
+times: the machine is shared. `--append` adds rounds to an earlier run's results (e.g. more of
+one cell), `--report-only` rewrites BENCHMARKS.md from the results without measuring.
 
 The load generator is the C one of ../shared/reference (built here into a scratch folder if gcc
 is there): the same load for every server. Without it, `iomodels bench` generates the load and
@@ -58,7 +60,8 @@ def find_reference(folder: Path | None) -> tuple[Path | None, str]:
     return out, f"built from {REFERENCE_SOURCE} into {out}"
 
 
-def run_load(ref: Path | None, port: int, server_pid: int, cell: dict, duration: float, warmup: float) -> tuple[dict, float]:
+def run_load(ref: Path | None, port: int, server_pid: int, cell: dict, duration: float,
+             warmup: float) -> tuple[dict, float]:
     """Drive the server once; return the load generator's result and when its window ended."""
     c, s = str(cell["connections"]), str(cell["size"])
     if ref is not None:
@@ -101,7 +104,7 @@ def measure(spec: Spec, cell: dict, ref: Path | None, duration: float, warmup: f
             time.sleep(0.15)  # one more sample after the window, to interpolate its end
     finally:
         errors = server.stop()
-    row = {"server": spec.name, **cell, "at": time.time()}
+    row = {"server": spec.name, "kind": spec.kind, **cell, "at": time.time()}
     if ref is not None:
         cpu_s = sampler.cpu_between(ended - duration, ended)
         row.update(requests=load["requests"], rps=load["rps"], p50_us=load["p50_us"], p99_us=load["p99_us"],
@@ -137,8 +140,9 @@ def turn_order(specs: list[Spec], number: int) -> list[Spec]:
 
 def run_matrix(specs: list[Spec], cells: list[dict], ref: Path | None, args) -> list[dict]:
     rows = []
-    total = args.rounds * sum(len([s for s in turn_order(specs, 0) if not (s.single_client and cell["connections"] > 1)])
-                              for cell in cells)
+    def runs_in(cell: dict) -> list[Spec]:
+        return [s for s in turn_order(specs, 0) if not (s.single_client and cell["connections"] > 1)]
+    total = args.rounds * sum(len(runs_in(cell)) for cell in cells)
     done = 0
     for number in range(args.rounds):
         for cell in cells:
@@ -203,7 +207,8 @@ def main() -> int:
               f"ratios against the Python baselines", flush=True)
     else:
         print(f"C reference: {how}", flush=True)
-    cells = [{"connections": int(c), "size": int(s)} for s in args.sizes.split(",") for c in args.connections.split(",")]
+    cells = [{"connections": int(c), "size": int(s)}
+             for s in args.sizes.split(",") for c in args.connections.split(",")]
     specs = [spec for spec in catalogue(ref, [m for m in args.models.split(",") if m])
              if spec.kind != "baseline" or args.baselines == "all"
              or spec.name.split()[0] in args.baselines.split(",")]
@@ -211,10 +216,12 @@ def main() -> int:
     rows = run_matrix(specs, cells, ref, args)
     run = {"command": " ".join(sys.argv[1:]), "started": started, "seconds": round(time.time() - started),
            "duration": args.duration, "warmup": args.warmup, "rounds": args.rounds,
+           "cells": [f"{cell['connections']} x {cell['size']} B" for cell in cells],
            "load_average_at_start": report.machine()["load_average_at_start"]}
     results = {"machine": report.machine(), "reference": how if ref else None,
                "load_generator": "loadgen.c" if ref else "iomodels bench", "server_cpu": SERVER_CPU,
-               "client_cpu": CLIENT_CPU, "malloc_env": {} if args.stock_malloc else MALLOC_ENV, "runs": [run], "rows": rows}
+               "client_cpu": CLIENT_CPU, "malloc_env": {} if args.stock_malloc else MALLOC_ENV,
+               "runs": [run], "rows": rows}
     if args.append and args.results.exists():
         earlier = json.loads(args.results.read_text())
         offset = 1 + max((row["round"] for row in earlier["rows"]), default=-1)

@@ -33,11 +33,10 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20), "MALLOC_TRIM_THRESHOLD_": 
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """How to start one server. `reference`: a yardstick, not one of our models."""
+    """How to start one server."""
     name: str
-    kind: str  # "c", "baseline" or "model"
+    kind: str  # "c" (the C reference), "baseline" (a bare Python server) or "model" (ours)
     argv: tuple[str, ...]
-    reference: bool = False
     # Serves one client at a time (the `blocking` model): only measured with one connection.
     single_client: bool = False
 
@@ -56,13 +55,12 @@ def catalogue(ref: Path | None, models: list[str]) -> list[Spec]:
     specs = []
     if ref is not None:
         specs.append(Spec("C epoll", "c", (str(ref / "epoll_echo"), "--port", "0", "--port-file", "{port_file}",
-                                           "--lifetime", str(C_LIFETIME)), reference=True))
+                                           "--lifetime", str(C_LIFETIME))))
     specs += [
-        Spec("asyncio Protocol", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0"), reference=True),
-        Spec("uvloop Protocol", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0", "--uvloop"),
-             reference=True),
-        Spec("socketserver", "baseline", (py, str(BASELINES / "socketserver_echo.py"), "0"), reference=True),
-        Spec("selectors loop", "baseline", (py, str(BASELINES / "selectors_echo.py"), "0"), reference=True),
+        Spec("asyncio Protocol", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0")),
+        Spec("uvloop Protocol", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0", "--uvloop")),
+        Spec("socketserver", "baseline", (py, str(BASELINES / "socketserver_echo.py"), "0")),
+        Spec("selectors loop", "baseline", (py, str(BASELINES / "selectors_echo.py"), "0")),
     ]
     for model in models:
         name, _, mode = model.partition(":")

@@ -77,14 +77,15 @@ def main() -> int:
     for model in args.models.split(","):
         base = catalogue(None, [model])[-1]
         for count in map(int, args.workers.split(",")):
-            specs.append(dataclasses.replace(base, name=f"{model} --workers {count}", argv=base.argv + ("--workers", str(count))))
+            specs.append(dataclasses.replace(base, name=f"{model} --workers {count}",
+                                             argv=base.argv + ("--workers", str(count))))
     rows: dict[str, list[dict]] = {spec.name: [] for spec in specs}
     for number in range(args.rounds):
         for spec in specs if number % 2 == 0 else specs[::-1]:
             row = measure(spec, args, ref)
             rows[spec.name].append(row)
-            print(f"round {number + 1}, {spec.name}: {row['rps']:,.0f} req/s, {row['cpu_per_request_us']:.2f} us CPU/req, "
-                  f"load generator CPU {row['client_cpu']:.2f}", flush=True)
+            print(f"round {number + 1}, {spec.name}: {row['rps']:,.0f} req/s, "
+                  f"{row['cpu_per_request_us']:.2f} us CPU/req, load generator CPU {row['client_cpu']:.2f}", flush=True)
     print(f"\n{args.connections} connections x {args.size} B, server on CPUs {sorted(args.server_cpus)}, "
           f"load generator ({args.threads} thread(s)) on CPUs {sorted(args.client_cpus)}, {args.rounds} rounds of "
           f"{args.duration:g} s; medians, ratios to --workers {args.workers.split(',')[0]} of the same model:\n")

@@ -12,6 +12,7 @@ working size) is not a leak.
 from __future__ import annotations
 
 import random
+import statistics
 import time
 
 import pytest
@@ -96,8 +97,9 @@ def _mixed_round(server, seconds: float, seed: int) -> None:
 def test_soak_has_no_growth(serve, model, record_property):
     """Scenario 16. A warm-up round, then six 2 s rounds of mixed load (busy clients, churn, idle
     connections, a slow reader, resets). Pass: after the last round, descriptors and threads are no
-    more than after the first, and RSS at most 5 % more; and with no connection open, RSS is less
-    than 32 MiB above what it was before any load."""
+    more than after the first; the median RSS of the last three rounds is at most 5 % above that of
+    the first three (a leak grows every round; an allocator's one-off jump, seen once in CI, does
+    not); and with no connection open, RSS is less than 32 MiB above what it was before any load."""
     server = serve(model, "--high-water", "64K", "--low-water", "16K")
     before_load = server.rss()
     samples = []
@@ -105,12 +107,14 @@ def test_soak_has_no_growth(serve, model, record_property):
         _mixed_round(server, ROUND_SECONDS, seed=round_number)
         if round_number >= WARM_UP_ROUNDS:
             samples.append((settled_fds(server), server.num_threads(), server.rss()))
-    fds0, threads0, rss0 = samples[0]
+    fds0, threads0, _ = samples[0]
     # The last round's connections may still be closing: a bounded wait, not one sample.
     assert support.wait_until(lambda: total_fds(server) <= fds0 and server.num_threads() <= threads0,
                               timeout=10), (samples, total_fds(server), server.num_threads())
     rss1 = server.rss()
-    record_property("rss_first_last_mib", f"{rss0 / (1 << 20):.1f} -> {rss1 / (1 << 20):.1f}")
-    assert rss1 <= rss0 * (1 + RSS_TOLERANCE), (samples, rss1)
+    half = len(samples) // 2
+    first, last = (statistics.median(rss for _, _, rss in part) for part in (samples[:half], samples[half:]))
+    record_property("rss_first_last_mib", f"{first / (1 << 20):.1f} -> {last / (1 << 20):.1f}")
+    assert last <= first * (1 + RSS_TOLERANCE), (samples, rss1)
     assert rss1 - before_load < RETAINED_LIMIT, \
         f"{model}: {(rss1 - before_load) >> 20} MiB more than before any load, with no connection open"
