@@ -12,12 +12,11 @@ collector, so nothing is copied on the hot path: the models keep bumping plain i
 from __future__ import annotations
 
 import os
-import signal
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from iomodels import procstats
+from iomodels import procstats, server
 from iomodels.stats import COUNTERS, Stats
 
 PREFIX = "iomodels_"
@@ -60,15 +59,9 @@ class StatsCollector:
 def serve_metrics(host: str, port: int, stats: Stats):
     """Serve /metrics on host:port from a daemon thread; return (http server, thread).
 
-    The thread starts with SIGINT/SIGTERM/SIGUSR1 blocked (threads inherit the mask): Python runs
-    signal handlers in the main thread only, and a signal the kernel hands to this thread would
-    not interrupt a main thread blocked in accept() (see server.start_thread).
+    The thread takes none of the signals meant for the main thread (server.main_thread_signals_held).
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(stats))
-    mask = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
-    try:
+    with server.main_thread_signals_held():
         return start_http_server(port, addr=host, registry=registry)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -69,7 +69,8 @@ class Stop:
                 listener.shutdown(socket.SHUT_RD)
         timer = threading.Timer(self.drain_timeout, self.close_tracked)
         timer.daemon = True
-        timer.start()
+        with main_thread_signals_held():
+            timer.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until a stop is requested or `timeout` passes; return whether one was."""
@@ -285,16 +286,27 @@ def stop_processes(pids, deadline: float) -> None:
             os.waitpid(pid, 0)
 
 
-def start_thread(target, *args, name: str | None = None) -> threading.Thread:
-    """Start a daemon thread that never takes SIGINT/SIGTERM: those must reach the main thread.
+@contextlib.contextmanager
+def main_thread_signals_held():
+    """Threads started inside take no SIGINT/SIGTERM/SIGUSR1: those must reach the main thread.
 
     CPython runs Python signal handlers in the main thread only; if the kernel delivers the
-    signal to another thread, a main thread blocked in accept() is never interrupted.
+    signal to another thread, a main thread blocked in accept() is never interrupted. A thread
+    inherits its creator's signal mask, so the signals are blocked around its creation (blocking
+    them in the new thread's first line leaves a window: a SIGTERM sent just as a client connected
+    was lost in it, and the threaded server stayed in accept()). Signals that arrive meanwhile
+    stay pending until the main thread unblocks them.
     """
-    def body():
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
-        target(*args)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
-    thread = threading.Thread(target=body, name=name, daemon=True)
-    thread.start()
+
+def start_thread(target, *args, name: str | None = None) -> threading.Thread:
+    """Start a daemon thread that leaves the stop and stats signals to the main thread."""
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    with main_thread_signals_held():
+        thread.start()
     return thread

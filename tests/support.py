@@ -86,9 +86,15 @@ class RunningServer:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"{self.model} server did not exit {timeout}s after {signal.Signals(sig).name}")
+                # PYTHONFAULTHANDLER (start_command) makes SIGABRT print every thread's stack.
+                self.proc.send_signal(signal.SIGABRT)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+                raise AssertionError(f"{self.model} server did not exit {timeout}s after {signal.Signals(sig).name}; "
+                                     f"its threads then:\n{self.stderr()[-6000:]}")
         gone, alive = psutil.wait_procs(children, timeout=5)
         for leftover in alive:
             with contextlib.suppress(psutil.Error):
@@ -130,7 +136,7 @@ def start_command(cmd: list[str], name: str, nofile: int | None = None, ready_ti
     stderr_file = tempfile.NamedTemporaryFile("w+", prefix=f"iomodels-{name}-", suffix=".log")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL,
                             preexec_fn=_limit_nofile(nofile) if nofile else None,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})})
     deadline = time.monotonic() + ready_timeout
     line = b""
     while time.monotonic() < deadline and not line.endswith(b"\n"):
