@@ -222,7 +222,8 @@ def _cells(run: dict) -> str:
     return f"all {len(cells)} cells" if len(cells) > 1 else (cells[0] if cells else "each cell")
 
 
-def render(results: dict) -> str:
+def render(results: dict, plot_to: Path | None = PLOT) -> str:
+    """BENCHMARKS.md's generated sections; the plot is drawn to `plot_to` (None: not drawn)."""
     rows = results["rows"]
     reference = C if results["reference"] else "asyncio Protocol"
     sizes = sorted({row["size"] for row in rows})
@@ -273,9 +274,8 @@ def render(results: dict) -> str:
     cell = TARGET_CELL if any((r["connections"], r["size"]) == TARGET_CELL for r in rows) else \
         (rows[0]["connections"], rows[0]["size"])
     body += _detail(rows, reference, cell)
-    drawn = plot(rows, reference)
-    if drawn:
-        body += [f"![CPU per request, x {reference}]({drawn.relative_to(ROOT)})", ""]
+    if plot_to is not None and plot(rows, reference, plot_to):
+        body += [f"![CPU per request, x {reference}]({plot_to.relative_to(ROOT)})", ""]
     failed = [r for r in rows if "failed" in r or r.get("server_errors")]
     if failed:
         body += ["Runs that failed or logged a traceback:", ""]

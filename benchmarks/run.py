@@ -229,7 +229,7 @@ def main() -> int:
             row["round"] += offset
         results = {**earlier, "runs": earlier["runs"] + [run], "rows": earlier["rows"] + rows}
     args.results.write_text(json.dumps(results, indent=1))
-    text = report.render(results)
+    text = report.render(results, None if args.no_write else report.PLOT)
     print("\n" + text)
     if not args.no_write:
         print(f"written: {report.write(results, text)}")

@@ -59,6 +59,10 @@ def catalogue(ref: Path | None, models: list[str]) -> list[Spec]:
     specs += [
         Spec("asyncio Protocol", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0")),
         Spec("uvloop Protocol", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0", "--uvloop")),
+        # What bounding every read (our event-loop models' BufferedProtocol) costs by itself.
+        Spec("asyncio Buffered", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0", "--buffered")),
+        Spec("uvloop Buffered", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0", "--uvloop",
+                                             "--buffered")),
         Spec("socketserver", "baseline", (py, str(BASELINES / "socketserver_echo.py"), "0")),
         Spec("selectors loop", "baseline", (py, str(BASELINES / "selectors_echo.py"), "0")),
     ]

@@ -41,16 +41,26 @@ class EchoSession:
         """Take bytes the peer sent; return everything now waiting to be sent."""
         if self.eof_received:
             raise RuntimeError("data received after end of input")
-        reply = data.upper()
+        self.keep(data.upper())
+        return self._pending
+
+    def reply_to(self, data: bytes | bytearray) -> bytes | bytearray:
+        """The reply to `data`, not queued: the short path of a model that sends it at once and
+        hands back (`keep`) what did not go out, or whose transport keeps unsent output itself
+        (an event loop's). Only while nothing is pending, or replies would overtake each other."""
+        return data.upper()
+
+    def keep(self, unsent: bytes | bytearray) -> None:
+        """Queue output that could not be sent yet (the part of a `reply_to` answer the kernel
+        did not take), behind whatever is pending."""
         if not self._pending:
-            self._pending = reply
+            self._pending = unsent
         else:
             if type(self._pending) is bytes:
                 self._pending = bytearray(self._pending)
-            self._pending += reply
+            self._pending += unsent
         if len(self._pending) > self.high_water:
             self.reading_paused = True
-        return self._pending
 
     def receive_eof(self) -> None:
         """The peer closed its sending side: no more input will come."""

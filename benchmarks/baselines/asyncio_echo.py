@@ -1,4 +1,9 @@
-"""Baseline: the plainest stdlib asyncio.Protocol uppercase-echo server. `python asyncio_echo.py [PORT] [--uvloop]`"""
+"""Baseline: the plainest asyncio uppercase-echo server.
+
+    python asyncio_echo.py [PORT] [--uvloop] [--buffered]
+
+`--buffered`: an `asyncio.BufferedProtocol` reading into one 64 KiB buffer, as the asyncio and
+uvloop models do to bound every read; what that bound costs by itself, with nothing else."""
 import asyncio
 import sys
 
@@ -11,8 +16,22 @@ class Echo(asyncio.Protocol):
         self.transport.write(data.upper())
 
 
+class BufferedEcho(asyncio.BufferedProtocol):
+    buffer = bytearray(65536)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.transport.write(self.buffer[:nbytes].upper())
+
+
 async def main(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", port)
+    protocol = BufferedEcho if "--buffered" in sys.argv else Echo
+    server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", port)
     print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]} (model baseline)", flush=True)
     await server.serve_forever()
 

@@ -51,11 +51,11 @@ def serve_connection(conn: socket.socket, config: ServerConfig, stats: Stats, st
                     session.receive_eof()
                     break
                 stats.bytes_in += len(data)
-                reply = session.receive_data(data)
+                # sendall() returns once all of it is sent: nothing ever waits in the session.
+                reply = session.reply_to(data)
                 stats.send_calls += 1
                 conn.sendall(reply)
                 stats.bytes_out += len(reply)
-                session.sent(len(reply))
     except BlockingIOError:
         # SO_RCVTIMEO/SO_SNDTIMEO expired: idle for too long, or the age limit.
         if config.max_connection_age and time.monotonic() - started >= config.max_connection_age:

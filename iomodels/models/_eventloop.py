@@ -1,20 +1,21 @@
-"""What the asyncio and uvloop models share: one `asyncio.BufferedProtocol`, run on either loop.
+"""What the asyncio and uvloop models share: one `asyncio.Protocol`, run on either loop.
 
 An event loop is a readiness multiplexer (epoll underneath) with the bookkeeping done for us: it
-waits, reads when a socket is readable and tells the protocol how many bytes arrived
-(`buffer_updated`), buffers what `transport.write` could not send and sends it when the socket is
-writable again. The protocol below only says what to do with the bytes (core.EchoSession) and
-when to stop reading.
+waits, reads when a socket is readable and hands the protocol what arrived (`data_received`),
+buffers what `transport.write` could not send and sends it when the socket is writable again.
+The protocol below only says what to do with the bytes (core.EchoSession) and when to stop
+reading.
 
 Protocols rather than streams: a callback per chunk costs one Python call, where streams add a
-coroutine, a future and a reader buffer per read. A buffered protocol, because the loop then reads
-into the buffer we give it (`get_buffer`), of `--recv-size` bytes as in the other models; with a
-plain `Protocol` the loop picks the size (asyncio 256 KiB, uvloop 250 KB), so a peer that must be
-paused could still bring in that much more per read. One buffer serves every connection: the
-loop calls `get_buffer`, reads, and calls `buffer_updated` before it reads from anything else, and
-we copy the bytes out at once. The price, measured at 100 connections x 64 bytes: about 3 % more
-CPU per request on uvloop (which would otherwise make the bytes object in C), within the noise
-on asyncio.
+coroutine, a future and a reader buffer per read. A plain `Protocol` rather than a
+`BufferedProtocol` that would read into one buffer of ours: measured at 100 connections x 64 B,
+the buffered kind costs 3-5 % more CPU per request on its own (the `asyncio Buffered` and
+`uvloop Buffered` baselines of BENCHMARKS.md: one more Python call per read, `get_buffer`, and a
+copy out of the shared buffer), and it would buy only a bound on each read. That bound is kept
+where it is free: asyncio's transport reads `max_size` bytes per `recv` (256 KiB by default), set
+here to `--recv-size`. uvloop reads into libuv's own 256 KiB buffer and hands us a bytes object of
+what arrived, which nothing can bound: a peer about to be paused may bring in up to that much
+more than `--high-water`, once.
 
 Flow control is the transport's: `set_write_buffer_limits(high, low)` makes the loop call
 `pause_writing` once its buffer for this peer passes `--high-water` and `resume_writing` once it
@@ -48,15 +49,14 @@ from iomodels.stats import Stats
 ACCEPT_BURST = 64
 
 
-class EchoProtocol(asyncio.BufferedProtocol):
+class EchoProtocol(asyncio.Protocol):
     """One connection. Every callback is an event the loop dispatched (counted in `events`)."""
 
-    __slots__ = ("hub", "stats", "buffer", "transport", "session", "quiet_ticks", "started")
+    __slots__ = ("hub", "stats", "transport", "session", "quiet_ticks", "started")
 
     def __init__(self, hub: _Hub):
         self.hub = hub
         self.stats = hub.stats
-        self.buffer = hub.recv_buffer
         self.transport: asyncio.Transport | None = None
         self.session = EchoSession(hub.config.high_water, hub.config.low_water)
         self.quiet_ticks = 0
@@ -66,30 +66,25 @@ class EchoProtocol(asyncio.BufferedProtocol):
         self.stats.events += 1
         self.transport = transport
         transport.set_write_buffer_limits(high=self.hub.config.high_water, low=self.hub.config.low_water)
+        if hasattr(transport, "max_size"):  # asyncio's selector transport (see the module docstring)
+            transport.max_size = self.hub.config.recv_size
         self.hub.connections.add(self)
         if self.hub.closing:  # adopted after the drain deadline
             transport.abort()
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def data_received(self, data: bytes) -> None:
+        # An exception here is a bug: the loop reports it (`on_loop_error`) and aborts this
+        # connection only, so there is no try/except on the path every request takes.
         stats = self.stats
         stats.events += 1
         stats.recv_calls += 1
+        nbytes = len(data)
         stats.bytes_in += nbytes
         self.quiet_ticks = 0
-        try:
-            # Copied out as bytes (a bytearray reply would be wrapped in a memoryview by uvloop).
-            reply = self.session.receive_data(bytes(self.buffer[:nbytes]))
-            # The transport tries send() at once and buffers only what the kernel did not take.
-            self.transport.write(reply)
-            self.session.sent(len(reply))
-        except Exception as exc:
-            self.fail(exc)
-            return
+        # The transport tries send() at once and keeps only what the kernel did not take.
+        self.transport.write(self.session.reply_to(data))
         stats.send_calls += 1
-        stats.bytes_out += len(reply)
+        stats.bytes_out += nbytes
         if self.hub.count_turns:
             self.hub.note_turn()
 
@@ -107,13 +102,9 @@ class EchoProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.hub.release(self)
-        if exc is not None:
+        # Any other exception is a bug the loop has already reported (`on_loop_error`).
+        if isinstance(exc, OSError):
             server.connection_failed(exc, self.stats)
-
-    def fail(self, exc: Exception) -> None:
-        """A bug in our code while serving this peer: log it, abort this connection only."""
-        server.connection_failed(exc, self.stats)
-        self.transport.abort()
 
 
 class _Hub:
@@ -137,8 +128,6 @@ class _Hub:
         self.backoff = server.AcceptBackoff(stats)
         self._resume_accepting: asyncio.TimerHandle | None = None
         self.sweep = Sweep(config, stats)
-        # What every connection reads into (see the module docstring: one is enough).
-        self.recv_buffer = memoryview(bytearray(config.recv_size))
 
     def start_accepting(self) -> None:
         self._resume_accepting = None
@@ -219,7 +208,8 @@ class _Hub:
     def on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
         """An exception the loop caught outside our protocol's own handling: a bug, so a traceback."""
         self.stats.internal_errors += 1
-        loop.default_exception_handler(context)
+        server.log.error("internal error in the event loop: %s", context.get("message"),
+                         exc_info=context.get("exception"))
 
     async def run(self) -> None:
         loop, stop = self.loop, self.stop

@@ -268,26 +268,26 @@ class ReadinessLoop:
 
     def echo(self, conn: Connection) -> int:
         """The common case: a request for a connection with nothing queued, so the reply goes
-        straight out: `recv_into` the reused buffer, the session's answer, one `send`. Returns the
-        bytes echoed, for `dispatch` to count; any other outcome (nothing to read after all, end
-        of input, an error, a reply the kernel did not take whole) is counted and finished here
-        as the general path would, and 0 is returned."""
+        straight out: `recv_into` the reused buffer, the session's reply, one `send`; the session
+        keeps only what the kernel did not take. Returns the bytes echoed, for `dispatch` to
+        count; any other outcome (nothing to read after all, end of input, an error, a reply the
+        kernel did not take whole) is counted and finished here as the general path would, and 0
+        is returned."""
         session = conn.session
         count = sent = 0
         try:
             count = conn.sock.recv_into(self.buffer)
             if count:
                 conn.quiet_ticks = 0
-                reply = session.receive_data(self.buffer[:count])
+                reply = session.reply_to(self.buffer[:count])
                 sent = conn.sock.send(reply)
-                session.sent(sent)
                 if sent == count:
                     return count
             else:
                 session.receive_eof()
         except Exception as exc:
-            # EAGAIN from recv_into (count stays 0) or from send (the whole reply stays queued)
-            # is a normal answer; anything else ends this connection.
+            # EAGAIN from recv_into (count stays 0) or from send (sent stays 0) is a normal
+            # answer; anything else ends this connection.
             if not (isinstance(exc, OSError) and exc.errno in errnos.WOULD_BLOCK):
                 self.fail(conn, exc)
                 return 0
@@ -301,6 +301,7 @@ class ReadinessLoop:
             return 0
         # The send buffer is full: the session keeps the rest of the reply, and the general path
         # makes the connection wait until it can write (edge-triggered: and reads on).
+        session.keep(reply[sent:])
         stats.bytes_in += count
         stats.send_calls += 1
         stats.bytes_out += sent

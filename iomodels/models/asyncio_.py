@@ -1,16 +1,16 @@
-"""The stdlib event loop: asyncio with a buffered protocol (readiness, a "reactor"; tutorial 1.3).
+"""The stdlib event loop: asyncio with a protocol (readiness, a "reactor"; tutorial 1.3).
 
 This is not the tutorial's asynchronous I/O (1.4), whatever the name says. asyncio's loop is the
 multiplexing model of section 1.3 with callbacks on top: it blocks in `epoll_wait()` (through
-`selectors.EpollSelector`) until some socket is *ready*, then it calls `recv_into()` itself and the
-copy from the kernel into our memory happens right there, in our thread, before `buffer_updated`
+`selectors.EpollSelector`) until some socket is *ready*, then it calls `recv()` itself and the
+copy from the kernel into our memory happens right there, in our thread, before `data_received`
 runs. Waiting is shared by all connections; copying is ours. "async" names the programming style
 (callbacks, coroutines), not the kind of I/O underneath. The completion model, where the kernel
 does the copy and only then tells us, is the `io_uring` model.
 
 Who waits where: one thread sleeps in `epoll_wait()` for every socket at once; the kernel wakes it
 when any becomes readable or writable. Each turn of the loop runs the callbacks for what is ready:
-`_read_ready` -> our `get_buffer` -> `recv_into` -> our `buffer_updated` -> `transport.write`
+`_read_ready` -> `recv` (at most `--recv-size` bytes) -> our `data_received` -> `transport.write`
 -> `send` (tried at once; only what the kernel did not take is buffered and sent when the socket
 is writable).
 

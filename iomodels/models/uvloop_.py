@@ -1,8 +1,9 @@
 """The asyncio model's code on uvloop: the same protocol, a loop written in C on libuv (tutorial 1.3).
 
 Readiness, not asynchronous I/O: libuv's Linux backend blocks in `epoll_wait()` until a socket is
-ready, then calls `read()` into the buffer our protocol hands it (in our thread: we still do the
-copy), and uvloop calls the same `buffer_updated` the `asyncio` model uses (models/_eventloop.py).
+ready, then calls `read()` into libuv's buffer (in our thread: we still do the copy; up to 256 KiB,
+whatever `--recv-size` says), and uvloop calls the same `data_received` the `asyncio` model uses
+(models/_eventloop.py).
 One implementation, two loops: what differs is only who runs the loop machinery.
 
 Who waits where: one thread in libuv's `epoll_wait()` for all connections. What it costs: the

@@ -17,14 +17,17 @@ pytestmark = pytest.mark.timeout(120)
 # EchoSession raises on this input: a bug inside a callback, in one connection only.
 BOOM = """
     import iomodels.core as core
-    _receive = core.EchoSession.receive_data
 
-    def receive_data(self, data):
-        if data.startswith(b"BOOM"):
-            raise RuntimeError("injected failure")
-        return _receive(self, data)
+    def failing_on_boom(method):
+        def patched(self, data):
+            if data.startswith(b"BOOM"):
+                raise RuntimeError("injected failure")
+            return method(self, data)
+        return patched
 
-    core.EchoSession.receive_data = receive_data
+    # receive_data for io_uring, reply_to for the event loops (their transports keep the output)
+    core.EchoSession.receive_data = failing_on_boom(core.EchoSession.receive_data)
+    core.EchoSession.reply_to = failing_on_boom(core.EchoSession.reply_to)
 """
 
 
@@ -93,10 +96,14 @@ def test_counters_show_the_loop_at_work(serve, model, flags, tmp_path):
         "loop_iterations", "wait_calls", "events", "submits", "completions")}))
 
 
-@pytest.mark.parametrize("model, flags", VARIANTS)
+@pytest.mark.parametrize("model, flags", [
+    pytest.param(*variant.values, id=variant.id, marks=pytest.mark.skip(
+        reason="not applicable: uvloop reads into libuv's own 256 KiB buffer, which --recv-size cannot "
+        "bound (models/_eventloop.py)")) if variant.id == "uvloop" else variant
+    for variant in VARIANTS])
 def test_recv_size_bounds_every_read(serve, model, flags, tmp_path):
-    """--recv-size 4K: no read brings in more (the loops read into our buffer, not theirs of
-    256 KiB; io_uring's provided buffers are smaller still), and 1 MiB comes back exact."""
+    """--recv-size 4K: no read brings in more (asyncio's transport reads `max_size` bytes, set to
+    it; io_uring's provided buffers are that size), and 1 MiB comes back exact."""
     stats_file = str(tmp_path / "stats.json")
     server = serve(model, *flags, "--recv-size", "4K", "--stats-file", stats_file)
     data = bytes(range(256)) * 4096

@@ -66,6 +66,11 @@ class FragileSession(EchoSession):
             raise ZeroDivisionError("injected bug")
         return super().receive_data(data)
 
+    def reply_to(self, data):  # the short path's
+        if b"boom" in data:
+            raise ZeroDivisionError("injected bug")
+        return super().reply_to(data)
+
 
 @pytest.mark.parametrize("model", READINESS_MODELS)
 def test_a_bug_in_one_connection_aborts_only_that_one(model, monkeypatch, caplog):

@@ -46,12 +46,15 @@ def test_io_uring_unavailable_is_one_line_and_status_2(model, how):
 MAGIC = b"\x00crash the core\x00"
 CORE_BUG = f"""
 from iomodels import core
-_receive_data = core.EchoSession.receive_data
-def _buggy(self, data):
-    if {MAGIC!r} in data:
-        raise RuntimeError("injected bug in the core")
-    return _receive_data(self, data)
-core.EchoSession.receive_data = _buggy
+def _buggy(method):
+    def patched(self, data):
+        if {MAGIC!r} in data:
+            raise RuntimeError("injected bug in the core")
+        return method(self, data)
+    return patched
+# Data enters the core through one of these two (reply_to: the short paths, and the event loops).
+core.EchoSession.receive_data = _buggy(core.EchoSession.receive_data)
+core.EchoSession.reply_to = _buggy(core.EchoSession.reply_to)
 """
 
 
@@ -59,7 +62,7 @@ core.EchoSession.receive_data = _buggy
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("model", per_model())
 def test_a_bug_in_the_core_aborts_only_that_connection(serve, model):
-    """Scenario 14. EchoSession.receive_data raises for one payload. Pass: that connection is
+    """Scenario 14. EchoSession.receive_data and reply_to raise for one payload. Pass: that connection is
     aborted (closed or reset, with no reply), exactly one error with its traceback is logged, another
     open session and new clients are served, the server exits 0 at SIGTERM."""
     server = serve(model, prelude=CORE_BUG)

@@ -28,6 +28,28 @@ def test_any_chunking_and_any_partial_sends_give_exactly_upper(data, cuts, send_
     assert session.finished
 
 
+@given(chunks=st.lists(st.binary(max_size=512), max_size=20), takes=st.lists(st.integers(0, 600), min_size=1))
+def test_the_short_path_reply_then_keep_what_was_not_sent(chunks, takes):
+    """What a readiness model does with nothing queued: reply_to, send, keep the rest."""
+    session = EchoSession(high_water=1024, low_water=256)
+    out = bytearray()
+    for i, chunk in enumerate(chunks):
+        if session.wants_write:
+            pending = session.pending()
+            count = min(len(pending), takes[i % len(takes)])
+            out += pending[:count]
+            session.sent(count)
+            if session.wants_write:
+                session.receive_data(chunk)
+                continue
+        reply = session.reply_to(chunk)
+        count = min(len(reply), takes[i % len(takes)])
+        out += reply[:count]
+        session.keep(reply[count:])
+    out += session.pending()
+    assert bytes(out) == b"".join(chunks).upper()
+
+
 def test_water_marks_pause_and_resume_reading():
     session = EchoSession(high_water=10, low_water=4)
     session.receive_data(b"a" * 10)
