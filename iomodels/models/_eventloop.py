@@ -206,7 +206,8 @@ class _Hub:
                 protocol.transport.close()
 
     def on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
-        """An exception the loop caught outside our protocol's own handling: a bug, so a traceback."""
+        """An exception the loop caught, in one of our callbacks or its own: a bug, so one line with
+        its traceback (the loop has already aborted the connection it came from, if any)."""
         self.stats.internal_errors += 1
         server.log.error("internal error in the event loop: %s", context.get("message"),
                          exc_info=context.get("exception"))
