@@ -14,8 +14,9 @@ not, and creating threads at the rate clients arrive becomes a cost of its own (
 answers that). glibc also gives busy threads malloc arenas of their own (up to 8 per core), so
 after bursts of many concurrent clients the heap stays fragmented across them: a few MiB more,
 levelling off after some rounds (`MALLOC_ARENA_MAX=1` or `2` trades that for contention; measured
-in tests/reliability/test_churn.py). It fails by running out: `RuntimeError: can't start new thread` when the process's
-thread or memory limit is reached; that connection is closed and logged, the rest keep going.
+in tests/reliability/test_churn.py). It fails by running out: `RuntimeError: can't start new
+thread` when the process's thread or memory limit is reached; that connection is closed and
+logged, the rest keep going.
 
 Everything else (idle timeout, max connections, drain on SIGTERM) is the shared blocking code;
 the threads started are counted in `threads_started`.
