@@ -23,8 +23,9 @@ import time
 TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, CPU ticks of the process and its reaped children), None if it is gone."""
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """(parent pid, user ticks, system ticks) of the process and its reaped children, None if it
+    is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             text = f.read()
@@ -33,7 +34,7 @@ def _stat(pid: int) -> tuple[int, int] | None:
     # The command name (2nd field) may hold spaces and parentheses: split after the last ')'.
     fields = text[text.rfind(b")") + 2:].split()
     # fields[0] is the state, [1] ppid, [11..14] utime stime cutime cstime (proc(5), fields 14-17).
-    return int(fields[1]), sum(int(value) for value in fields[11:15])
+    return int(fields[1]), int(fields[11]) + int(fields[13]), int(fields[12]) + int(fields[14])
 
 
 def descendants(root: int) -> set[int]:
@@ -51,6 +52,17 @@ def descendants(root: int) -> set[int]:
         tree |= below
         grew = bool(below)
     return tree
+
+
+def user_system(root: int) -> tuple[float, float]:
+    """User and system CPU seconds of `root`'s process tree (reaped children included)."""
+    user = system = 0
+    for pid in descendants(root):
+        stat = _stat(pid)
+        if stat is not None:
+            user += stat[1]
+            system += stat[2]
+    return user * TICK, system * TICK
 
 
 class TreeSampler:
@@ -91,7 +103,7 @@ class TreeSampler:
                 if stat is None:
                     members.discard(pid)
                 else:
-                    ticks += stat[1]
+                    ticks += stat[1] + stat[2]
             self.times.append((now + time.monotonic()) / 2)
             self.cpu.append(ticks * TICK)
             if self._stop.wait(self.interval):

@@ -31,25 +31,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procfs import TICK, descendants  # noqa: E402
+from procfs import user_system  # noqa: E402
 from run import CLIENT_CPU, MODELS, SERVER_CPU, find_reference  # noqa: E402
 from servers import MALLOC_ENV, Running, catalogue  # noqa: E402
 
 TOOLS = ("strace", "py-spy", "split", "switches")
-
-
-def user_system(root: int) -> tuple[float, float]:
-    """User and system CPU seconds of `root`'s process tree (reaped children included)."""
-    user = system = 0
-    for pid in descendants(root):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        user += int(fields[11]) + int(fields[13])
-        system += int(fields[12]) + int(fields[14])
-    return user * TICK, system * TICK
 
 
 def switches(pid: int) -> int:

@@ -228,3 +228,21 @@ def exchange(sock: socket.socket, data: bytes, chunk: int = 1 << 16) -> bytes:
     thread.join(10)
     assert not errors, errors
     return reply
+
+
+def core_bug(marker: bytes, message: str) -> str:
+    """Code that makes EchoSession raise RuntimeError(message) on data holding `marker`: a bug in
+    the core, for a server started with it (`prelude=`, or a sitecustomize). Data enters the core
+    through receive_data or reply_to (the short paths, and event loops whose transport keeps the
+    output), so both are patched."""
+    return f"""
+from iomodels import core
+def _failing(method):
+    def patched(self, data):
+        if {marker!r} in data:
+            raise RuntimeError({message!r})
+        return method(self, data)
+    return patched
+core.EchoSession.receive_data = _failing(core.EchoSession.receive_data)
+core.EchoSession.reply_to = _failing(core.EchoSession.reply_to)
+"""

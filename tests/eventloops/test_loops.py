@@ -15,20 +15,7 @@ from tests.support import request
 pytestmark = pytest.mark.timeout(120)
 
 # EchoSession raises on this input: a bug inside a callback, in one connection only.
-BOOM = """
-    import iomodels.core as core
-
-    def failing_on_boom(method):
-        def patched(self, data):
-            if data.startswith(b"BOOM"):
-                raise RuntimeError("injected failure")
-            return method(self, data)
-        return patched
-
-    # receive_data for io_uring, reply_to for the event loops (their transports keep the output)
-    core.EchoSession.receive_data = failing_on_boom(core.EchoSession.receive_data)
-    core.EchoSession.reply_to = failing_on_boom(core.EchoSession.reply_to)
-"""
+BOOM = support.core_bug(b"BOOM", "injected failure")
 
 
 @pytest.mark.parametrize("model, flags", VARIANTS)

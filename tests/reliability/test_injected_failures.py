@@ -44,18 +44,7 @@ def test_io_uring_unavailable_is_one_line_and_status_2(model, how):
 
 
 MAGIC = b"\x00crash the core\x00"
-CORE_BUG = f"""
-from iomodels import core
-def _buggy(method):
-    def patched(self, data):
-        if {MAGIC!r} in data:
-            raise RuntimeError("injected bug in the core")
-        return method(self, data)
-    return patched
-# Data enters the core through one of these two (reply_to: the short paths, and the event loops).
-core.EchoSession.receive_data = _buggy(core.EchoSession.receive_data)
-core.EchoSession.reply_to = _buggy(core.EchoSession.reply_to)
-"""
+CORE_BUG = support.core_bug(MAGIC, "injected bug in the core")
 
 
 @pytest.mark.scenario(14)
