@@ -27,6 +27,9 @@ from pathlib import Path
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from iomodels.launcher import ServerFailed, ServerProcess  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Load generator"
 SERVER_CPU, CLIENT_CPU = 0, 1
@@ -40,18 +43,14 @@ def pinned(cpu: int):
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
-def start_server(ref: Path, lifetime: int) -> tuple[subprocess.Popen, int]:
+def start_server(ref: Path, lifetime: int) -> ServerProcess:
     port_file = Path(tempfile.mkdtemp(prefix="bench-vs-c-")) / "port"
-    server = subprocess.Popen([str(ref / "epoll_echo"), "--port", "0", "--port-file", str(port_file),
-                               "--lifetime", str(lifetime)], preexec_fn=pinned(SERVER_CPU),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if port_file.exists() and port_file.read_text().strip():
-            return server, int(port_file.read_text())
-        time.sleep(0.05)
-    server.kill()
-    raise SystemExit("epoll_echo did not write its port file within 10 s")
+    cmd = [str(ref / "epoll_echo"), "--port", "0", "--port-file", str(port_file), "--lifetime", str(lifetime)]
+    try:
+        return ServerProcess(cmd, "C epoll", cpus={SERVER_CPU}, port_file=str(port_file), new_session=True,
+                             ready_timeout=10)
+    except ServerFailed as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def c_command(ref: Path, port: int, pid: int, duration: float, warmup: float) -> list[str]:
@@ -100,8 +99,8 @@ def measure(command: list[str], timeout: float, server: psutil.Process) -> tuple
 
 def run_rounds(ref: Path, rounds: int, duration: float, warmup: float) -> list[dict]:
     lifetime = int(rounds * 2 * (duration + warmup + 10) + 60)
-    server, port = start_server(ref, lifetime)
-    watched = psutil.Process(server.pid)
+    server = start_server(ref, lifetime)
+    port, watched = server.port, server.process
     timeout = duration + warmup + 60
     results = []
     try:
@@ -130,8 +129,7 @@ def run_rounds(ref: Path, rounds: int, duration: float, warmup: float) -> list[d
                   f"ratio {row['ratio']:.3f}; other processes used {row['c_others']:.0f}% / "
                   f"{row['ours_others']:.0f}% CPU", flush=True)
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop(timeout=10, check=False)
     return results
 
 

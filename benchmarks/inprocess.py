@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from iomodels import models  # noqa: E402
-from iomodels.config import ServerConfig  # noqa: E402
-from iomodels.server import Stop  # noqa: E402
-from iomodels.stats import Stats  # noqa: E402
+from iomodels.serving import models  # noqa: E402
+from iomodels.serving.config import ServerConfig  # noqa: E402
+from iomodels.serving.toolkit import Stop  # noqa: E402
+from iomodels.serving.stats import Stats  # noqa: E402
 
 LOOPS = {"epoll": "EpollLoop", "epoll-et": "EdgeEpollLoop", "poll": "PollLoop", "select": "SelectLoop"}
 

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procfs import user_system  # noqa: E402
 from run import CLIENT_CPU, MODELS, SERVER_CPU, find_reference  # noqa: E402
-from servers import MALLOC_ENV, Running, catalogue  # noqa: E402
+from servers import MALLOC_ENV, catalogue, start, stop  # noqa: E402
 
 TOOLS = ("strace", "py-spy", "split", "switches")
 
@@ -101,7 +101,7 @@ def main() -> int:
         if tool in ("strace", "py-spy") and not (shutil.which(tool) or (Path(sys.executable).parent / tool).exists()):
             print(f"== {tool}: not installed, skipped")
             continue
-        server = Running(specs[args.server], args.connections, {SERVER_CPU}, {} if args.stock_malloc else MALLOC_ENV)
+        server = start(specs[args.server], args.connections, {SERVER_CPU}, {} if args.stock_malloc else MALLOC_ENV)
         try:
             load = subprocess.Popen([str(ref / "loadgen"), "-p", str(server.port), "-c", str(args.connections),
                                      "-s", str(args.size), "-t", str(args.seconds + 2), "-w", "0"],
@@ -112,7 +112,7 @@ def main() -> int:
                 report = watch(tool, server.pid, args.seconds, Path(scratch) / "py-spy.txt")
             rps = json.loads(load.communicate(timeout=args.seconds + 60)[0])["rps"]
         finally:
-            server.stop()
+            stop(server)
         print(f"== {tool}: {args.server}, {args.connections} connections x {args.size} B, {rps:,.0f} req/s "
               f"over the whole run")
         print(report(rps), flush=True)

@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
 from procfs import TreeSampler  # noqa: E402
-from servers import MALLOC_ENV, ROOT, Running, ServerFailed, Spec, catalogue  # noqa: E402
+from servers import MALLOC_ENV, ROOT, ServerFailed, Spec, catalogue, start, stop  # noqa: E402
 
 SERVER_CPU, CLIENT_CPU = 0, 1
 C_EVERY = 4
@@ -97,13 +97,13 @@ def warmup_for(connections: int, warmup: float) -> float:
 
 def measure(spec: Spec, cell: dict, ref: Path | None, duration: float, warmup: float, env: dict) -> dict:
     warmup = warmup_for(cell["connections"], warmup)
-    server = Running(spec, cell["connections"], {SERVER_CPU}, env)
+    server = start(spec, cell["connections"], {SERVER_CPU}, env)
     try:
         with TreeSampler(server.pid) as sampler:
             load, ended = run_load(ref, server.port, server.pid, cell, duration, warmup)
             time.sleep(0.15)  # one more sample after the window, to interpolate its end
     finally:
-        errors = server.stop()
+        errors = stop(server)
     row = {"server": spec.name, "kind": spec.kind, **cell, "at": time.time()}
     if ref is not None:
         cpu_s = sampler.cpu_between(ended - duration, ended)

@@ -1,26 +1,24 @@
 """The servers a benchmark compares: the C reference, the bare baselines, every iomodels model.
 
 Each runs as its own process, pinned to one CPU, started on a free port and stopped by its PID
-(SIGTERM, then SIGKILL): never by name. A server is ready once it says where it listens: the
-Python ones print `listening on HOST:PORT (...)`, the C reference writes its port to a file.
+(SIGTERM, then SIGKILL): never by name, through the project's one launcher (iomodels/launcher.py).
+A server is ready once it says where it listens: the Python ones print the ready line, the C
+reference writes its port to a file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import select
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from iomodels.launcher import ServerFailed, ServerProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINES = ROOT / "benchmarks" / "baselines"
-READY = re.compile(rb"listening on [\d.]+:(\d+)")
 C_LIFETIME = 900  # the C server exits by itself after this long, should we fail to stop it
 # glibc's malloc serves a block over its mmap threshold (128 KiB at start) with mmap/munmap, and
 # raises that threshold the first time such a block is freed whole. asyncio's transports recv()
@@ -75,63 +73,17 @@ def catalogue(ref: Path | None, models: list[str]) -> list[Spec]:
     return specs
 
 
-class ServerFailed(RuntimeError):
-    pass
+def start(spec: Spec, connections: int, cpus: set[int] | None, env: dict | None = None,
+          timeout: float = 20.0) -> ServerProcess:
+    """Start `spec` pinned to `cpus` in a session of its own; the launcher stops it by PID."""
+    port_file = None
+    if spec.kind == "c":
+        port_file = os.path.join(tempfile.mkdtemp(prefix="iomodels-bench-"), "port")
+    return ServerProcess(spec.command(connections, port_file or ""), spec.name, cpus=cpus, env=env,
+                         new_session=True, port_file=port_file, cwd=str(ROOT), ready_timeout=timeout)
 
 
-def _pin(cpus: set[int] | None):
-    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
-
-
-class Running:
-    """One started server: its PID and port; `stop()` ends it and returns what it wrote on stderr."""
-
-    def __init__(self, spec: Spec, connections: int, cpus: set[int] | None, env: dict | None = None,
-                 timeout: float = 20.0):
-        self.spec = spec
-        self._dir = tempfile.TemporaryDirectory(prefix="iomodels-bench-")
-        port_file = os.path.join(self._dir.name, "port")
-        self._stderr = open(os.path.join(self._dir.name, "stderr"), "w+b")
-        self.proc = subprocess.Popen(spec.command(connections, port_file), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self._stderr, cwd=ROOT,
-                                     env={**os.environ, **(env or {})},
-                                     preexec_fn=_pin(cpus), start_new_session=True)
-        self.pid = self.proc.pid
-        try:
-            self.port = self._wait_ready(port_file, time.monotonic() + timeout)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self, port_file: str, deadline: float) -> int:
-        out = b""
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self.spec.kind == "c":
-                if os.path.exists(port_file) and (text := open(port_file).read().strip()):
-                    return int(text)
-                time.sleep(0.02)
-            elif select.select([self.proc.stdout], [], [], 0.1)[0]:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                out += chunk
-                if match := READY.search(out):
-                    return int(match.group(1))
-        raise ServerFailed(f"{self.spec.name} did not start: {self.stderr()[-500:] or 'no output'}")
-
-    def stderr(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
-    def stop(self, timeout: float = 10.0) -> str:
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                # Its own session (start_new_session): the group is the server and its children.
-                os.killpg(self.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc.stdout.close()
-        text = self.stderr()
-        self._stderr.close()
-        self._dir.cleanup()
-        return text
+def stop(server: ServerProcess) -> str:
+    """Stop it; return what it wrote on stderr."""
+    server.stop(timeout=10, check=False)
+    return server.stderr()

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procfs import TreeSampler  # noqa: E402
 from run import find_reference  # noqa: E402
-from servers import MALLOC_ENV, Running, catalogue  # noqa: E402
+from servers import MALLOC_ENV, catalogue, start, stop  # noqa: E402
 
 
 def cpus(text: str) -> set[int]:
@@ -37,7 +37,7 @@ def cpus(text: str) -> set[int]:
 
 
 def measure(spec, args, ref: Path) -> dict:
-    server = Running(spec, args.connections, args.server_cpus, MALLOC_ENV)
+    server = start(spec, args.connections, args.server_cpus, MALLOC_ENV)
     try:
         with TreeSampler(server.pid) as sampler:
             argv = [str(ref / "loadgen"), "-p", str(server.port), "-c", str(args.connections), "-s", str(args.size),
@@ -47,7 +47,7 @@ def measure(spec, args, ref: Path) -> dict:
             ended = time.monotonic()
             time.sleep(0.15)
     finally:
-        server.stop()
+        stop(server)
     load = json.loads(done.stdout)
     cpu = sampler.cpu_between(ended - args.duration, ended)
     return {"rps": load["rps"], "cpu_per_request_us": cpu / load["requests"] * 1e6, "errors": load["errors"],

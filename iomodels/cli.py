@@ -10,7 +10,8 @@ import argparse
 import os
 import sys
 
-from iomodels.config import DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, URING_MODES, ConfigError, ServerConfig
+from iomodels.addresses import DEFAULT_HOST, DEFAULT_PORT, parse_address
+from iomodels.serving.config import LOG_LEVELS, URING_MODES, ConfigError, ServerConfig
 
 EXIT_USAGE = 2
 
@@ -30,18 +31,6 @@ def parse_size(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (examples: 4096, 64K, 1M)") from None
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """'HOST:PORT' or 'PORT' -> (host, port)."""
-    host, _, port = text.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        number = -1
-    if not 0 < number < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, for example 127.0.0.1:{DEFAULT_PORT}, not {text!r}")
-    return host or DEFAULT_HOST, number
 
 
 def _positive_float(text: str) -> float:
@@ -96,7 +85,7 @@ def _add_serve(sub) -> None:
 
 
 def _serve(args) -> int:
-    from iomodels import server
+    from iomodels import startup
     defaults = ServerConfig()
     # Give one mark and the other follows it, so '--high-water 4K' alone is valid.
     high = args.high_water if args.high_water is not None else max(defaults.high_water, args.low_water or 0)
@@ -109,7 +98,7 @@ def _serve(args) -> int:
         poll_interval=args.poll_interval, uring_mode=args.uring_mode or defaults.uring_mode,
         recv_size=args.recv_size, log_level=args.log_level, metrics_port=args.metrics_port,
         stats_file=args.stats_file)
-    return server.run(config)
+    return startup.run(config)
 
 
 def _add_models(sub) -> None:
@@ -122,7 +111,7 @@ def _models(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from iomodels import models
+    from iomodels.serving import models
     table = Table(title="I/O models (iomodels explain NAME for the essay)")
     for column in ("name", "family", "§", "waits in", "cost"):
         table.add_column(column)
@@ -143,7 +132,7 @@ def _add_explain(sub) -> None:
 
 
 def _explain(args) -> int:
-    from iomodels import models
+    from iomodels.serving import models
     info = models.info(args.model)
     print(f"{info.name} — {info.family} (tutorial section {info.section})\n")
     print(models.essay(args.model))
@@ -163,8 +152,8 @@ def _add_client(sub) -> None:
 
 
 def _client(args) -> int:
-    from iomodels import client
-    return client.main(args.address, message=args.message, timeout=args.timeout)
+    from iomodels.client import echo
+    return echo.main(args.address, message=args.message, timeout=args.timeout)
 
 
 def _add_bench(sub) -> None:

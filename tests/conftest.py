@@ -32,9 +32,8 @@ def serve():
     for server in started:
         try:
             status = server.stop(signal.SIGTERM)
-        except AssertionError as exc:
+        except support.ServerFailed as exc:
             problems.append(str(exc))
-            server.kill()
             continue
         if status != 0:
             problems.append(f"{server.model} server exited with status {status}: {server.stderr()[-2000:]}")

@@ -1,30 +1,21 @@
 """What tests share: starting servers as real processes (always stopped by PID) and talking to them.
 
-A server runs as `python -m iomodels serve --port 0 ...` in its own process; the test reads the
-`listening on HOST:PORT (model NAME)` line to learn the port. Whatever happens in the test, the
-fixture stops it by PID (SIGTERM, then SIGKILL), checks it exited 0 and logged no traceback, and
-that it left no child process behind.
+A server runs as `python -m iomodels serve --port 0 ...` in its own process, started through the
+project's one launcher (iomodels/launcher.py), which reads its ready line. Whatever happens in the
+test, the fixture stops it by PID (SIGTERM, then SIGKILL), checks it exited 0 and logged no
+traceback, and that it left no child process behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import resource
-import select
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-import psutil
+from iomodels.launcher import ServerFailed, ServerProcess, serve_command
+from iomodels.serving import models
 
-from iomodels import models
-
-READY = re.compile(rb"listening on ([\d.]+):(\d+) \(model (\S+)\)")
 ALL_MODELS = models.names()
 CONCURRENT_MODELS = [name for name in ALL_MODELS if models.info(name).concurrent]
 
@@ -33,35 +24,15 @@ def skip_reason(model: str) -> str | None:
     return models.unavailable_reason(model)
 
 
-class RunningServer:
-    def __init__(self, proc: subprocess.Popen, host: str, port: int, model: str, stderr_file):
-        self.proc = proc
-        self.host = host
-        self.port = port
-        self.model = model
-        self._stderr_file = stderr_file
-        self.process = psutil.Process(proc.pid)
+class RunningServer(ServerProcess):
+    """A server under test: the launcher's process, plus what tests ask of it."""
 
     @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
+    def model(self) -> str:
+        return self.name
 
     def connect(self, **kwargs) -> socket.socket:
         return connect(self.address, **kwargs)
-
-    def stderr(self) -> str:
-        self._stderr_file.flush()
-        with open(self._stderr_file.name, errors="replace") as f:
-            return f.read()
-
-    def descendants(self) -> list[psutil.Process]:
-        with contextlib.suppress(psutil.Error):
-            return self.process.children(recursive=True)
-        return []
 
     def num_fds(self) -> int:
         return self.process.num_fds()
@@ -73,86 +44,28 @@ class RunningServer:
         """Resident memory of the server and all its children, in bytes."""
         total = 0
         for proc in [self.process, *self.descendants()]:
-            with contextlib.suppress(psutil.Error):
+            with contextlib.suppress(Exception):
                 total += proc.memory_info().rss
         return total
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Signal the server by PID and wait for it; SIGKILL it if it does not exit in time."""
-        children = self.descendants()
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                # PYTHONFAULTHANDLER (start_command) makes SIGABRT print every thread's stack.
-                self.proc.send_signal(signal.SIGABRT)
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-                raise AssertionError(f"{self.model} server did not exit {timeout}s after {signal.Signals(sig).name}; "
-                                     f"its threads then:\n{self.stderr()[-6000:]}")
-        gone, alive = psutil.wait_procs(children, timeout=5)
-        for leftover in alive:
-            with contextlib.suppress(psutil.Error):
-                leftover.kill()
-        assert not alive, f"{self.model} server left processes behind: {alive}"
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for child in self.descendants():
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-
-
-def _limit_nofile(limit: int):
-    def preexec():
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, min(limit, hard)))
-    return preexec
 
 
 def start_server(model: str, *args: str, nofile: int | None = None, ready_timeout: float = 20.0,
                  env: dict | None = None, prelude: str | None = None) -> RunningServer:
     """`prelude`: Python run in the server process before `iomodels serve` (fault injection)."""
-    serve_args = ["serve", "--model", model, "--port", "0", *args]
+    cmd = serve_command(model, *args)
     if prelude:
         main = "import sys\nfrom iomodels.cli import main\nraise SystemExit(main(sys.argv[1:]))"
-        cmd = [sys.executable, "-c", f"{prelude}\n{main}", *serve_args]
-    else:
-        cmd = [sys.executable, "-m", "iomodels", *serve_args]
+        cmd = [sys.executable, "-c", f"{prelude}\n{main}", *cmd[3:]]
     return start_command(cmd, model, nofile=nofile, ready_timeout=ready_timeout, env=env)
 
 
 def start_command(cmd: list[str], name: str, nofile: int | None = None, ready_timeout: float = 20.0,
                   env: dict | None = None) -> RunningServer:
-    """Start any server that prints the `listening on HOST:PORT (model NAME)` line when ready."""
-    stderr_file = tempfile.NamedTemporaryFile("w+", prefix=f"iomodels-{name}-", suffix=".log")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL,
-                            preexec_fn=_limit_nofile(nofile) if nofile else None,
-                            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})})
-    deadline = time.monotonic() + ready_timeout
-    line = b""
-    while time.monotonic() < deadline and not line.endswith(b"\n"):
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-    match = READY.search(line)
-    if not match:
-        proc.kill()
-        proc.wait()
-        stderr_file.seek(0)
-        raise AssertionError(f"server {cmd} did not become ready: stdout={line!r} stderr={stderr_file.read()!r}")
-    return RunningServer(proc, match.group(1).decode(), int(match.group(2)), name, stderr_file)
+    """Start any server that prints the ready line (see iomodels/launcher.py)."""
+    try:
+        return RunningServer(cmd, name, nofile=nofile, env=env, ready_timeout=ready_timeout)
+    except ServerFailed as exc:
+        raise AssertionError(f"server {cmd} did not become ready: {exc}") from None
 
 
 def connect(address, rcvbuf: int | None = None, timeout: float = 10.0) -> socket.socket:
@@ -236,7 +149,7 @@ def core_bug(marker: bytes, message: str) -> str:
     through receive_data or reply_to (the short paths, and event loops whose transport keeps the
     output), so both are patched."""
     return f"""
-from iomodels import core
+from iomodels.serving import core
 def _failing(method):
     def patched(self, data):
         if {marker!r} in data:

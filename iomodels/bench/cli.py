@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from iomodels.addresses import parse_address
 from iomodels.bench.errors import MAX_DURATION, MAX_WARMUP, BenchError, UsageError
 from iomodels.bench.payload import Size
 
@@ -42,7 +43,6 @@ def _seconds(limit: float, allow_zero: bool):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from iomodels.cli import parse_address  # the shared HOST:PORT parser
 
     parser.add_argument("address", type=parse_address, metavar="HOST:PORT",
                         help="the server to load: loopback only (127.0.0.0/8 or ::1)")

@@ -3,13 +3,10 @@
 Two limits stand between a client and thousands of connections to one server port:
 - RLIMIT_NOFILE: every socket is a file descriptor. A process may raise its soft limit up to its
   hard limit without privileges, so each worker does; beyond the hard limit we say so and stop.
-- The 4-tuple: a TCP connection is (source address, source port, destination address, port), and
-  the kernel picks source ports from net.ipv4.ip_local_port_range (about 28,000 ports). Towards one
-  server port, one source address therefore runs out of ports near that number, counting the
-  connections of the last minute that still sit in TIME_WAIT on the side that closed first. The
-  whole 127.0.0.0/8 block is local on Linux, so connections are spread over 127.0.0.1,
-  127.0.0.2, ... as needed. IP_BIND_ADDRESS_NO_PORT lets bind() choose only the address and leave
-  the port to connect(), which can then reuse a port towards a different destination.
+- The 4-tuple: one source address holds about 28,000 connections to one server port, so
+  connections are spread over loopback source addresses (iomodels/addresses.py, the one policy).
+  IP_BIND_ADDRESS_NO_PORT lets bind() choose only the address and leave the port to connect(),
+  which can then reuse a port towards a different destination.
 
 Idle connections are connected, then held silent: they cost the server whatever its model pays per
 open connection (a thread, a process, an entry in its interest set) without any traffic.
@@ -19,29 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import os
 import resource
 import socket
 
+from iomodels.addresses import SourceAddresses
 from iomodels.bench.errors import BenchError
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 FD_MARGIN = 64  # descriptors a worker needs besides its sockets (pipes, epoll, libraries)
-# Share of the ephemeral port range one source address is asked to carry, leaving room for
-# TIME_WAIT leftovers of earlier runs and for other programs talking to the same port.
-PORT_SHARE = 0.75
 
 
 class LimitError(BenchError):
     """The machine's limits cannot hold the connections asked for (one clear line)."""
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def raise_nofile(needed: int) -> int:
@@ -60,36 +47,14 @@ def raise_nofile(needed: int) -> int:
     return soft
 
 
-def ephemeral_ports() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low, high = map(int, f.read().split())
-        return high - low + 1
-    except (OSError, ValueError):
-        return 28232  # Linux's default range, 32768-60999
-
-
-class SourcePlan:
-    """Which loopback source address the i-th connection (numbered over all workers) binds to."""
+class SourcePlan(SourceAddresses):
+    """The bench's source-address plan: the shared policy, with its limit as the bench's LimitError."""
 
     def __init__(self, host: str, total: int):
-        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.per_address = max(1, int(ephemeral_ports() * PORT_SHARE))
-        self.spread = self.family == socket.AF_INET and total > self.per_address
-        self.addresses = -(-total // self.per_address) if self.spread else 1
-        if self.addresses > 250:
-            raise LimitError(f"{total} connections would need {self.addresses} loopback source addresses")
-
-    def address(self, index: int) -> str | None:
-        """None: let the kernel choose (no spreading needed)."""
-        return f"127.0.0.{1 + index // self.per_address}" if self.spread else None
-
-    def describe(self) -> str | None:
-        if not self.spread:
-            return None
-        return (f"connections spread over {self.addresses} loopback source addresses "
-                f"(127.0.0.1-127.0.0.{self.addresses}): one source address holds about "
-                f"{self.per_address} connections to one port (ip_local_port_range)")
+        try:
+            super().__init__(host, total)
+        except ValueError as exc:
+            raise LimitError(str(exc)) from None
 
 
 def new_socket(family: int, source: str | None) -> socket.socket:

@@ -16,11 +16,11 @@ import errno
 from time import perf_counter_ns
 
 from iomodels.bench.connection import Schedule, Tally
+from iomodels.addresses import LAST_SOURCE, source_address
 from iomodels.bench.idle import connect
 
 CONNECT_TIMEOUT = 10.0
 RETRY_PAUSE = 0.001  # after a failed connect, so a refusing server is not hammered in a spin
-LAST_SOURCE = 250
 
 
 class OneShotRequests:
@@ -38,7 +38,7 @@ class OneShotRequests:
         self.tasks: set[asyncio.Task] = set()
 
     def _source_address(self) -> str | None:
-        return None if self.source == 1 else f"127.0.0.{self.source}"
+        return source_address(self.source)
 
     async def request(self, start_ns: int) -> None:
         message, expect = self.next_message()

@@ -19,7 +19,8 @@ from time import perf_counter_ns
 
 from iomodels.bench import report, worker
 from iomodels.bench.errors import MAX_DURATION, MAX_WARMUP, BenchError, UsageError
-from iomodels.bench.idle import FD_MARGIN, SourcePlan, is_loopback
+from iomodels.addresses import is_loopback
+from iomodels.bench.idle import FD_MARGIN, SourcePlan
 from iomodels.bench.payload import Size
 from iomodels.bench.result import Result, merge
 from iomodels.bench.server_watch import ServerWatch

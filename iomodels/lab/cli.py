@@ -8,7 +8,7 @@ import datetime
 import os
 import time
 
-from iomodels.config import ConfigError
+from iomodels.serving.config import ConfigError
 
 DEFAULT_OUT = "lab-report"
 
@@ -46,7 +46,7 @@ def _names(text: str | None, known: list[str], what: str) -> list[str] | None:
 def main(args) -> int:
     from rich.console import Console
 
-    from iomodels import models
+    from iomodels.serving import models
     from iomodels.lab import machine, report, runner
 
     console = Console(stderr=True)

@@ -12,17 +12,20 @@ import selectors
 import socket
 import time
 
-# Beyond this many connections from one source address the ephemeral ports may run out.
-PER_SOURCE_ADDRESS = 10_000
+from iomodels.addresses import LAST_SOURCE, SourceAddresses, ephemeral_ports
+
+# Every lab crowd fits this plan: the spreading starts where one source address runs short.
+SOURCES = SourceAddresses("127.0.0.1", LAST_SOURCE * ephemeral_ports())
 
 
 def connect(address: tuple[str, int], timeout: float = 5.0, index: int = 0) -> socket.socket:
-    """Connect from 127.0.0.(1 + index // PER_SOURCE_ADDRESS) so many clients find free ports."""
+    """Connect the `index`-th client of a crowd from the source address the shared policy gives it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if index >= PER_SOURCE_ADDRESS:
-            sock.bind((f"127.0.0.{1 + index // PER_SOURCE_ADDRESS}", 0))
+        source = SOURCES.address(index)
+        if source is not None:
+            sock.bind((source, 0))
         sock.settimeout(timeout)
         sock.connect(address)
     except BaseException:

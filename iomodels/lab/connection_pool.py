@@ -1,6 +1,6 @@
 """The same callers (threads of the lab, each sending 64-byte requests back to back) against one
 `epoll` server, two ways: a new TCP connection for every request (connect, send, read the echo,
-close), or through `iomodels.pool.ConnectionPool`, which keeps a few connections open and lends
+close), or through `iomodels.client.pool.ConnectionPool`, which keeps a few connections open and lends
 them out. CPU is counted on both sides: each caller thread's own CPU time (getrusage per thread)
 and the server's. Then the pool is kept at 4 connections while the callers grow to 8 and 16: a
 caller that finds all 4 busy waits for one to come back, and the pool's own record of each
@@ -30,7 +30,7 @@ PAYLOAD = b"x" * 64
 
 
 def measure(ctx, record) -> None:
-    from iomodels.pool import ConnectionPool  # another part of the project: imported when used
+    from iomodels.client.pool import ConnectionPool  # another part of the project: imported when used
 
     p = ctx.params(SCALES)
     if not ctx.models(record, ["epoll"]):

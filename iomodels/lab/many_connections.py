@@ -13,7 +13,7 @@ from __future__ import annotations
 import resource
 import time
 
-from iomodels import models
+from iomodels.serving import models
 from iomodels.lab import clients, plotting
 from iomodels.lab.measuring import fmt, memory_guard, plural, series, under_load
 from iomodels.lab.runner import FAILS, HOLDS, UNKNOWN

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from iomodels.lab.measuring import fmt  # noqa: E402
-from iomodels.models import ORDER  # noqa: E402
+from iomodels.serving.models import ORDER  # noqa: E402
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#8c564b", "#17becf", "#bcbd22")

@@ -24,7 +24,7 @@ import traceback
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from iomodels import models
+from iomodels.serving import models
 from iomodels.lab.servers import LabServer
 
 SCALES = ("tiny", "quick", "full")
@@ -99,11 +99,11 @@ class Context:
             yield server
         finally:
             self._servers.remove(server)
-            server.stop()
+            server.stop(timeout=10, check=False)
 
     def stop_servers(self) -> None:
         for server in list(self._servers):
-            server.stop()
+            server.stop(timeout=10, check=False)
         self._servers.clear()
 
     def begin(self, description: str, total: int) -> None:

@@ -8,7 +8,7 @@ or more, so the clients that got such numbers are refused, while `poll` and `epo
 
 from __future__ import annotations
 
-from iomodels import models
+from iomodels.serving import models
 from iomodels.lab import clients, plotting
 from iomodels.lab.measuring import at_rest, fmt
 from iomodels.lab.runner import FAILS, HOLDS, UNKNOWN

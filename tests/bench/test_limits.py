@@ -8,6 +8,7 @@ import resource
 
 import pytest
 
+from iomodels import addresses
 from iomodels.bench import idle
 from iomodels.bench.connection import Tally
 from iomodels.bench.oneshot import OneShotRequests
@@ -16,7 +17,7 @@ from tests.bench.faulty import FaultyServer
 
 
 def test_connections_spread_over_loopback_sources_only_when_needed(monkeypatch):
-    monkeypatch.setattr(idle, "ephemeral_ports", lambda: 100)
+    monkeypatch.setattr(addresses, "ephemeral_ports", lambda: 100)
     assert not idle.SourcePlan("127.0.0.1", 75).spread
     plan = idle.SourcePlan("127.0.0.1", 300)
     assert plan.spread and plan.addresses == 4

@@ -99,7 +99,7 @@ def test_both_modes_batch_submissions_under_concurrency(serve, mode, tmp_path):
 # Two provided buffers only, and a note on stderr each time a receive ends for want of one.
 TWO_BUFFERS = """
     import errno, sys
-    from iomodels.models import io_uring
+    from iomodels.serving.models import io_uring
 
     io_uring.BUFFER_COUNT = 2
     _ended = io_uring._Conn._recv_ended
@@ -142,7 +142,7 @@ def test_multishot_survives_running_out_of_provided_buffers(serve, tmp_path):
 @pytest.mark.parametrize("mode", ["oneshot", "multishot"])
 def test_a_full_submission_queue_loses_nothing(serve, mode, tmp_path):
     """An 8-entry ring and 50 clients with data at once: prepare must flush a full queue, not drop."""
-    env = patched_env(tmp_path, "from iomodels.models import io_uring\nio_uring.RING_ENTRIES = 8\n")
+    env = patched_env(tmp_path, "from iomodels.serving.models import io_uring\nio_uring.RING_ENTRIES = 8\n")
     server = serve("io_uring", "--uring-mode", mode, env=env)
     socks = [server.connect() for _ in range(50)]
     try:

@@ -34,7 +34,7 @@ def test_page_renders_cleanly_in_chromium(page):
 
 def test_screenshot_command_writes_a_png(page, tmp_path):
     png = tmp_path / "claims.png"
-    result = subprocess.run([sys.executable, "-m", "iomodels.lab.browser", str(page), "--screenshot", str(png)],
+    result = subprocess.run([sys.executable, "-m", "tools.browser", str(page), "--screenshot", str(png)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

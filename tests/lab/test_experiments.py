@@ -55,7 +55,7 @@ def test_experiment_runs_at_tiny_scale(name):
 
 
 def test_unavailable_models_are_skipped_with_their_reason(monkeypatch):
-    from iomodels import models
+    from iomodels.serving import models
     monkeypatch.setattr(models, "unavailable_reason", lambda name: "not here" if name == "threaded" else None)
     record = runner.new_record("pool_limit")
     ctx = runner.Context("tiny", None)

@@ -10,8 +10,8 @@ import time
 import urllib.request
 
 from iomodels import procstats
-from iomodels.metrics import serve_metrics
-from iomodels.stats import COUNTERS, Stats
+from iomodels.serving.metrics import serve_metrics
+from iomodels.serving.stats import COUNTERS, Stats
 from tests import support
 
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from iomodels.client import ConnectionPool, PoolTimeout
-from iomodels.pool import peer_closed
+from iomodels.client.pool import peer_closed
 from tests.pool.helpers import hammer
 from tests.support import ALL_MODELS, wait_until
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from iomodels.client import ConnectionPool, PoolTimeout
-from iomodels.pool import PoolClosed, peer_closed
+from iomodels.client.pool import PoolClosed, peer_closed
 from tests.pool.helpers import hammer
 from tests.support import wait_until
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from iomodels import models
+from iomodels.serving import models
 from tests.readiness.helpers import READINESS_MODELS
 
 
@@ -38,5 +38,5 @@ def test_explain_prints_the_essay(model):
 def test_select_module_does_not_shadow_the_standard_library():
     import select
 
-    import iomodels.models.select as select_model
+    import iomodels.serving.models.select as select_model
     assert select_model.select is select and hasattr(select, "epoll")

@@ -13,11 +13,11 @@ import threading
 
 import pytest
 
-from iomodels import models, server
-from iomodels.config import ServerConfig
-from iomodels.core import EchoSession
-from iomodels.models import _readiness
-from iomodels.stats import Stats
+from iomodels.serving import models, toolkit
+from iomodels.serving.config import ServerConfig
+from iomodels.serving.core import EchoSession
+from iomodels.serving.models import _readiness
+from iomodels.serving.stats import Stats
 from tests import support
 from tests.readiness.helpers import READINESS_MODELS
 from tests.support import request
@@ -76,8 +76,8 @@ class FragileSession(EchoSession):
 def test_a_bug_in_one_connection_aborts_only_that_one(model, monkeypatch, caplog):
     monkeypatch.setattr(_readiness, "EchoSession", FragileSession)
     config = ServerConfig(model=model, port=0, drain_timeout=0.0)
-    listener = server.open_listener(config)
-    stats, stop = Stats(), server.Stop(config.drain_timeout)
+    listener = toolkit.open_listener(config)
+    stats, stop = Stats(), toolkit.Stop(config.drain_timeout)
     stop.watch_listener(listener)
     thread = threading.Thread(target=models.load(model).serve, args=(listener, config, stats, stop))
     try:

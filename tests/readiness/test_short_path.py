@@ -10,13 +10,13 @@ import socket
 
 import pytest
 
-from iomodels.config import ServerConfig
-from iomodels.models.epoll import EpollLoop
-from iomodels.models.epoll_et import EdgeEpollLoop
-from iomodels.models.poll import PollLoop
-from iomodels.models.select import SelectLoop
-from iomodels.server import Stop
-from iomodels.stats import Stats
+from iomodels.serving.config import ServerConfig
+from iomodels.serving.models.epoll import EpollLoop
+from iomodels.serving.models.epoll_et import EdgeEpollLoop
+from iomodels.serving.models.poll import PollLoop
+from iomodels.serving.models.select import SelectLoop
+from iomodels.serving.toolkit import Stop
+from iomodels.serving.stats import Stats
 
 LOOPS = [EpollLoop, EdgeEpollLoop, PollLoop, SelectLoop]
 

@@ -13,10 +13,10 @@ import socket
 
 import pytest
 
-from iomodels import server
-from iomodels.config import ServerConfig
-from iomodels.models import _blocking
-from iomodels.stats import Stats
+from iomodels.serving import toolkit
+from iomodels.serving.config import ServerConfig
+from iomodels.serving.models import _blocking
+from iomodels.serving.stats import Stats
 
 SKIPPED = [errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET]
 BACK_OFF = [errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM]
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.scenario(2, models=["blocking", "threaded", "forking", 
 class FakeListener:
     """accept() fails with the given errnos in turn, then yields one real connection, then stops."""
 
-    def __init__(self, failures, stop: server.Stop):
+    def __init__(self, failures, stop: toolkit.Stop):
         self.failures = list(failures)
         self.stop = stop
         self.served = []
@@ -46,7 +46,7 @@ class FakeListener:
         raise OSError(errno.EINVAL, "listener shut down")
 
 
-class RecordingStop(server.Stop):
+class RecordingStop(toolkit.Stop):
     def __init__(self):
         super().__init__(drain_timeout=0.0)
         self.sleeps = []
@@ -86,7 +86,7 @@ def test_resource_errors_back_off_with_a_growing_pause(code):
     assert len(handled) == 1  # and accepting resumes once the resource is back
     assert stats.accept_backoffs == 8
     assert stop.sleeps == sorted(stop.sleeps) and stop.sleeps[0] > 0
-    assert stop.sleeps[-1] <= server.AcceptBackoff.MAX_DELAY
+    assert stop.sleeps[-1] <= toolkit.AcceptBackoff.MAX_DELAY
 
 
 @pytest.mark.parametrize("code", BUGS)
@@ -99,7 +99,7 @@ def test_errors_that_mean_our_bug_propagate(code):
 
 def test_one_log_line_per_episode(caplog):
     """Scenario 2 (and 1). Pass: one warning per back-off episode, not one per failed accept."""
-    backoff = server.AcceptBackoff(Stats())
+    backoff = toolkit.AcceptBackoff(Stats())
     with caplog.at_level("INFO", logger="iomodels"):
         for _ in range(50):
             backoff.failed(OSError(errno.EMFILE, "Too many open files"))

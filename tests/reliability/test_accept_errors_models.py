@@ -16,9 +16,9 @@ import threading
 
 import pytest
 
-from iomodels import models, server
-from iomodels.config import ServerConfig
-from iomodels.stats import Stats
+from iomodels.serving import models, toolkit
+from iomodels.serving.config import ServerConfig
+from iomodels.serving.stats import Stats
 from tests import support
 from tests.reliability.helpers import per_model
 from tests.reliability.test_accept_errors import BACK_OFF, BUGS, SKIPPED
@@ -51,7 +51,7 @@ def run_model(model: str, failures, client_timeout: float = 10.0) -> tuple[Stats
     real = socket.create_server(("127.0.0.1", 0))
     address = real.getsockname()
     listener = FaultyListener(failures, fileno=real.detach())
-    stats, stop = Stats(), server.Stop(drain_timeout=1.0)
+    stats, stop = Stats(), toolkit.Stop(drain_timeout=1.0)
     stop.watch_listener(listener)
     replies: list = []
 
@@ -144,9 +144,9 @@ def test_io_uring_accept_completion_errors(code):
     only after a pause (a timer); with -EBADF/-EINVAL/-ENOTSOCK it propagates."""
     if models.unavailable_reason("io_uring"):
         pytest.skip(f"io_uring cannot run here: {models.unavailable_reason('io_uring')}")
-    from iomodels.models import io_uring
+    from iomodels.serving.models import io_uring
 
-    ring, stats, stop = _FakeRing(), Stats(), server.Stop(drain_timeout=1.0)
+    ring, stats, stop = _FakeRing(), Stats(), toolkit.Stop(drain_timeout=1.0)
     listener = socket.create_server(("127.0.0.1", 0))
     try:
         proactor = io_uring._Proactor(ring, listener, ServerConfig(uring_mode="oneshot"), stats, stop)

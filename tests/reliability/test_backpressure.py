@@ -94,13 +94,13 @@ PARTIAL_CLIENTS, PARTIAL_SIZE = 25, 1 << 20
 # each send() takes a few KiB and the rest of a reply must follow in later sends.
 SMALL_SNDBUF = """
 import socket
-from iomodels import server
-_open_listener = server.open_listener
+from iomodels.serving import toolkit
+_open_listener = toolkit.open_listener
 def _small_sndbuf(config):
     listener = _open_listener(config)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     return listener
-server.open_listener = _small_sndbuf
+toolkit.open_listener = _small_sndbuf
 """
 
 

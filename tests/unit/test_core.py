@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from iomodels.core import EchoSession
+from iomodels.serving.core import EchoSession
 
 
 @given(data=st.binary(max_size=4096), cuts=st.lists(st.integers(min_value=0, max_value=4096)),

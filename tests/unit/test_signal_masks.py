@@ -3,7 +3,7 @@
 import signal
 import threading
 
-from iomodels import server
+from iomodels.serving import toolkit
 
 MAIN_THREAD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
 
@@ -16,13 +16,13 @@ def test_a_started_thread_is_born_with_the_signals_blocked_and_the_main_thread_k
     before = _blocked_now()
     seen = []
     # The target is the thread's very first code: nothing of ours ran in it before.
-    server.start_thread(lambda: seen.append(_blocked_now())).join(10)
+    toolkit.start_thread(lambda: seen.append(_blocked_now())).join(10)
     assert MAIN_THREAD_SIGNALS <= seen[0]
     assert _blocked_now() == before
 
 
 def test_the_drain_timer_takes_no_signal_either():
-    stop = server.Stop(drain_timeout=30)
+    stop = toolkit.Stop(drain_timeout=30)
     try:
         stop.request()
         timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]

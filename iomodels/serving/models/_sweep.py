@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from iomodels.config import ServerConfig
-from iomodels.stats import Stats
+from iomodels.serving.config import ServerConfig
+from iomodels.serving.stats import Stats
 
 # Ten sweeps per limit: a connection is closed at most 10 % late (the reliability criterion).
 STEPS = 10

@@ -1,12 +1,12 @@
-"""What every model shares: the listener, signals, stopping, accept errors, closing connections.
+"""The models' toolkit: what every model uses to accept, count, close and stop.
 
-The lifecycle of `iomodels serve`:
-1. validate the config, check the model can run here (io_uring may be forbidden), bind and listen;
-2. print `listening on HOST:PORT (model NAME)` and flush it: tools and tests wait for that line;
-3. run the model's `serve(listener, config, stats, stop)` until it returns;
-4. on SIGINT/SIGTERM, `Stop.request()`: the listener is shut down at once (new clients are refused,
-   a thread blocked in `accept` wakes with EINVAL), open connections may finish for
-   `--drain-timeout` seconds, then whatever is left is closed; exit status 0.
+A model's `serve(listener, config, stats, stop)` gets its listener and a `Stop` from the process
+entry point (iomodels/startup.py) and uses these pieces: `AcceptBackoff` when accept() fails,
+`admit`/`release` around each connection, `connection_failed` when one ends with an exception,
+`start_thread` for threads that must leave the stop signals to the main thread. On SIGINT/SIGTERM,
+`Stop.request()` shuts the listener down at once (new clients are refused, a thread blocked in
+`accept` wakes with EINVAL); open connections may finish for `--drain-timeout` seconds, then
+whatever is left is closed.
 
 A model waits for the stop in its own way: event loops watch `stop.fileno()` (a pipe that becomes
 readable, and stays readable, once a stop is requested); blocking models notice when their
@@ -17,18 +17,16 @@ drain timer.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 
-from iomodels import errnos
-from iomodels.config import ConfigError, ServerConfig
-from iomodels.stats import Stats
+from iomodels.serving import errnos
+from iomodels.serving.config import ConfigError, ServerConfig
+from iomodels.serving.stats import Stats
 
 log = logging.getLogger("iomodels")
 
@@ -187,7 +185,8 @@ def connection_failed(exc: BaseException, stats: Stats) -> None:
         log.error("connection aborted by an internal error", exc_info=exc)
 
 
-def open_listener(config: ServerConfig) -> socket.socket:
+def open_listener(config: ServerConfig, listen: bool = True) -> socket.socket:
+    """Bind (and listen on) config's address; `listen=False` only holds the port (--workers)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         # Restarting a server must not wait for old connections' TIME_WAIT to expire.
@@ -195,76 +194,12 @@ def open_listener(config: ServerConfig) -> socket.socket:
         if config.workers > 1:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         listener.bind((config.host, config.port))
-        listener.listen(config.backlog)
+        if listen:
+            listener.listen(config.backlog)
     except OSError as exc:
         listener.close()
         raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
     return listener
-
-
-def write_stats_file(path: str, stats: Stats, model: str) -> None:
-    from iomodels import procstats  # CPU and context switches, dead threads and reaped children included
-    snapshot = {"model": model, "pid": os.getpid(), **stats.snapshot(), **procstats.own_usage()}
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(snapshot, f, indent=1)
-    os.replace(tmp, path)  # readers never see half a file
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
-
-
-def run(config: ServerConfig) -> int:
-    """Serve until stopped; return the exit status. Raises ConfigError for user errors."""
-    from iomodels import models
-
-    model = models.load(config.model)
-    reason = models.unavailable_reason(config.model)
-    if reason:
-        raise ConfigError(f"model {config.model} cannot run here: {reason}")
-    if config.workers > 1:
-        from iomodels import workers
-        return workers.supervise(config)
-    configure_logging(config.log_level)
-    listener = open_listener(config)
-    stats = Stats()
-    stop = Stop(config.drain_timeout)
-    stop.watch_listener(listener)
-    handle_signals(stop, stats, config)
-    if config.metrics_port is not None:
-        from iomodels import metrics
-        metrics.serve_metrics(config.host, config.metrics_port, stats)
-    host, port = listener.getsockname()[:2]
-    print(f"listening on {host}:{port} (model {config.model})", flush=True)
-    try:
-        model.serve(listener, config, stats, stop)
-    finally:
-        listener.close()
-        stop.close()
-        if config.stats_file:
-            write_stats_file(config.stats_file, stats, config.model)
-    log.debug("stopped: %s", stats.snapshot())
-    return 0
-
-
-def handle_signals(stop: Stop, stats: Stats, config: ServerConfig) -> None:
-    def on_stop(signum, frame):
-        log.info("%s: stopping (draining for up to %.1f s)", signal.Signals(signum).name, stop.drain_timeout)
-        stop.request()
-
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGTERM, on_stop)
-    def on_stats_request(signum, frame):
-        try:
-            write_stats_file(config.stats_file, stats, config.model)
-        except OSError as exc:  # e.g. EMFILE: the server is out of descriptors; it must keep serving
-            log.warning("cannot write %s: %s", config.stats_file, exc.strerror)
-
-    if config.stats_file:
-        signal.signal(signal.SIGUSR1, on_stats_request)
 
 
 def stop_processes(pids, deadline: float) -> None:

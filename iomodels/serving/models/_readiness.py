@@ -7,8 +7,8 @@ how the process learns which sockets it can use without blocking. Everything els
 - a `Connection` (socket, `EchoSession`, the ticks `_sweep.Sweep` counts) per descriptor, in a dict;
 - what a connection wants to wait for, derived from its session after every call: readable unless
   back-pressure paused it (or the peer finished sending), writable only while output is pending;
-- accepting, with `server.AcceptBackoff` when descriptors run out (the listener leaves the wait set
-  for the pause, so a full accept queue cannot spin us) and `server.admit`;
+- accepting, with `toolkit.AcceptBackoff` when descriptors run out (the listener leaves the wait set
+  for the pause, so a full accept queue cannot spin us) and `toolkit.admit`;
 - `--idle-timeout` and `--max-connection-age` (the shared `Sweep`), the drain on stop, closing;
 - the hot path: a request on a connection with nothing queued (the common case by far) is read
   into one reused buffer and answered with one `send`, counters added once per wake-up (`echo`,
@@ -27,9 +27,9 @@ import logging
 import select
 import time
 
-from iomodels import errnos, server
-from iomodels.core import EchoSession
-from iomodels.models._sweep import Sweep
+from iomodels.serving import errnos, toolkit
+from iomodels.serving.core import EchoSession
+from iomodels.serving.models._sweep import Sweep
 
 log = logging.getLogger("iomodels")
 
@@ -76,7 +76,7 @@ class ReadinessLoop:
         # Every recv lands here and is copied out at once: no recv_size allocation per call.
         self.buffer = bytearray(config.recv_size)
         self.conns: dict[int, Connection] = {}
-        self.backoff = server.AcceptBackoff(stats)
+        self.backoff = toolkit.AcceptBackoff(stats)
         self.now = time.monotonic()
         self.listening = False
         self.draining = False
@@ -239,7 +239,7 @@ class ReadinessLoop:
                 log.info("%s: accepting again after refusing %d connections", self.name,
                          self.refused_in_burst)
                 self.refused_in_burst = 0
-            if not server.admit(sock, config, stats):
+            if not toolkit.admit(sock, config, stats):
                 continue
             sock.setblocking(False)
             conn = Connection(sock, fd, EchoSession(config.high_water, config.low_water), self.READ,
@@ -262,7 +262,7 @@ class ReadinessLoop:
                         "descriptors below the limit free up; %d open connections are still served",
                         self.name, fd, self.fd_limit, len(self.conns))
         self.refused_in_burst += 1
-        server.abort(sock)
+        toolkit.abort(sock)
 
     # --- one connection ----------------------------------------------------------------------
 
@@ -377,7 +377,7 @@ class ReadinessLoop:
             pending = session.pending()
 
     def fail(self, conn: Connection, exc: Exception) -> None:
-        server.connection_failed(exc, self.stats)
+        toolkit.connection_failed(exc, self.stats)
         self.close(conn)
 
     def close(self, conn: Connection) -> None:
@@ -385,7 +385,7 @@ class ReadinessLoop:
             return  # already closed
         del self.conns[conn.fd]
         self.unwatch(conn.fd, closing=True)
-        server.release(conn.sock, self.stats)
+        toolkit.release(conn.sock, self.stats)
         if not self.listening:
             # A descriptor is free again: resume accepting at once if it was out of them,
             # or finish the drain if that was the last connection.

@@ -22,8 +22,8 @@ at least one of our callbacks, and `events` the callbacks; `wait_calls` stays 0.
 
 import uvloop
 
-from iomodels.models import ModelInfo
-from iomodels.models._eventloop import serve_on
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._eventloop import serve_on
 
 MODEL = ModelInfo(
     name="uvloop", family="event loop on libuv (readiness, reactor)", section="1.3",

@@ -6,10 +6,9 @@ import dataclasses
 import ipaddress
 import os
 
-from iomodels.core import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER
+from iomodels.addresses import DEFAULT_HOST, DEFAULT_PORT
+from iomodels.serving.core import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8099
 URING_MODES = ("oneshot", "multishot")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

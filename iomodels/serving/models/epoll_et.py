@@ -31,9 +31,9 @@ are what guard against it.
 
 import select
 
-from iomodels.models import ModelInfo
-from iomodels.models._readiness import serve_with
-from iomodels.models.epoll import EpollLoop
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._readiness import serve_with
+from iomodels.serving.models.epoll import EpollLoop
 
 MODEL = ModelInfo(
     name="epoll-et", family="I/O multiplexing, event-driven (edge-triggered)", section="1.3",

@@ -1,7 +1,7 @@
 """Open the report in headless Chromium: check it renders cleanly, and take screenshots of it.
 
-    python -m iomodels.lab.browser lab-report/index.html                       # check only
-    python -m iomodels.lab.browser lab-report/index.html --screenshot claims.png  # + the claims table
+    python -m tools.browser lab-report/index.html                       # check only
+    python -m tools.browser lab-report/index.html --screenshot claims.png  # + the claims table
 
 Chromium is driven through the DevTools protocol over a pipe (`--remote-debugging-pipe`: JSON
 messages separated by NUL bytes on descriptors 3 and 4), so nothing listens on a port and no
@@ -221,7 +221,7 @@ def _screenshot(browser: DevTools, session: str, element: str, path: str) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iomodels.lab.browser", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.browser", description=__doc__.split("\n\n")[0])
     parser.add_argument("page", help="the report's index.html")
     parser.add_argument("--screenshot", metavar="PNG", help="save a PNG of --element")
     parser.add_argument("--element", default="#claims-card", help="CSS selector to capture (default: the claims table)")

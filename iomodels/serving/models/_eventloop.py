@@ -26,7 +26,7 @@ We accept connections ourselves and hand each socket to the loop (`connect_accep
 rather than `create_server`: out of descriptors, asyncio 3.11 retries the failing accept() up to
 `backlog` times per wake-up (thousands of failed calls a second), and libuv silently accepts and
 drops the waiting peers. Our accept goes through the same `AcceptBackoff` and `admit` as every
-other model. Stopping follows server.py: `stop.fileno()` is watched like any other descriptor;
+other model. Stopping follows serving/toolkit.py: `stop.fileno()` is watched like any other descriptor;
 when it fires we stop watching the listener, open connections may finish until `stop.deadline`,
 and whatever is left is aborted.
 """
@@ -39,11 +39,11 @@ import socket
 import time
 from collections.abc import Callable
 
-from iomodels import server
-from iomodels.config import ServerConfig
-from iomodels.core import EchoSession
-from iomodels.models._sweep import Sweep
-from iomodels.stats import Stats
+from iomodels.serving import toolkit
+from iomodels.serving.config import ServerConfig
+from iomodels.serving.core import EchoSession
+from iomodels.serving.models._sweep import Sweep
+from iomodels.serving.stats import Stats
 
 # Accepts per wake-up of the listener: a burst of connections cannot starve open ones.
 ACCEPT_BURST = 64
@@ -104,14 +104,14 @@ class EchoProtocol(asyncio.Protocol):
         self.hub.release(self)
         # Any other exception is a bug the loop has already reported (`on_loop_error`).
         if isinstance(exc, OSError):
-            server.connection_failed(exc, self.stats)
+            toolkit.connection_failed(exc, self.stats)
 
 
 class _Hub:
     """One serve() call: accepting, the open connections, idle sweeps, the drain."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, listener: socket.socket, config: ServerConfig,
-                 stats: Stats, stop: server.Stop, count_turns: bool):
+                 stats: Stats, stop: toolkit.Stop, count_turns: bool):
         self.loop = loop
         self.listener = listener
         self.config = config
@@ -125,7 +125,7 @@ class _Hub:
         self._adopting: set[asyncio.Task] = set()
         self._all_closed: asyncio.Future = loop.create_future()
         self.closing = False
-        self.backoff = server.AcceptBackoff(stats)
+        self.backoff = toolkit.AcceptBackoff(stats)
         self._resume_accepting: asyncio.TimerHandle | None = None
         self.sweep = Sweep(config, stats)
 
@@ -159,7 +159,7 @@ class _Hub:
                     return
                 continue
             self.backoff.succeeded()
-            if server.admit(conn, self.config, self.stats):
+            if toolkit.admit(conn, self.config, self.stats):
                 conn.setblocking(False)
                 # The loop keeps only a weak reference to a task: we hold it until it is done.
                 task = self.loop.create_task(self._adopt(conn))
@@ -171,9 +171,9 @@ class _Hub:
         try:
             await self.loop.connect_accepted_socket(lambda: protocol, conn)
         except Exception as exc:
-            server.connection_failed(exc, self.stats)
+            toolkit.connection_failed(exc, self.stats)
             if protocol.transport is None:  # no transport, so no connection_lost will count it
-                server.release(conn, self.stats)
+                toolkit.release(conn, self.stats)
                 self._check_all_closed()
 
     def release(self, protocol: EchoProtocol) -> None:
@@ -209,7 +209,7 @@ class _Hub:
         """An exception the loop caught, in one of our callbacks or its own: a bug, so one line with
         its traceback (the loop has already aborted the connection it came from, if any)."""
         self.stats.internal_errors += 1
-        server.log.error("internal error in the event loop: %s", context.get("message"),
+        toolkit.log.error("internal error in the event loop: %s", context.get("message"),
                          exc_info=context.get("exception"))
 
     async def run(self) -> None:
@@ -240,7 +240,7 @@ class _Hub:
 
 
 def serve_on(new_loop: Callable[[], asyncio.AbstractEventLoop], listener: socket.socket,
-             config: ServerConfig, stats: Stats, stop: server.Stop, count_turns: bool = False) -> None:
+             config: ServerConfig, stats: Stats, stop: toolkit.Stop, count_turns: bool = False) -> None:
     """Serve on a fresh loop from `new_loop` until stopped and drained; close the loop."""
     listener.setblocking(False)
     loop = new_loop()

@@ -75,5 +75,3 @@ def main(address: tuple[str, int], message: str | None = None, timeout: float = 
         print()
     return 0
 
-
-from iomodels.pool import ConnectionPool, PoolTimeout  # noqa: F401

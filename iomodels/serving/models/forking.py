@@ -23,10 +23,10 @@ import ctypes
 import os
 import signal
 
-from iomodels import server
-from iomodels.models import ModelInfo
-from iomodels.models._blocking import accept_forever, serve_connection
-from iomodels.stats import SharedCounters, Stats
+from iomodels.serving import toolkit
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._blocking import accept_forever, serve_connection
+from iomodels.serving.stats import SharedCounters, Stats
 
 MODEL = ModelInfo(
     name="forking", family="blocking I/O + process per connection", section="1.1",
@@ -55,8 +55,8 @@ def serve(listener, config, stats, stop):
         try:
             pid = os.fork()
         except OSError as exc:  # EAGAIN/ENOMEM: out of processes or memory
-            server.connection_failed(exc, stats)
-            server.release(conn, stats)
+            toolkit.connection_failed(exc, stats)
+            toolkit.release(conn, stats)
             return
         if pid == 0:
             listener.close()
@@ -73,7 +73,7 @@ def serve(listener, config, stats, stop):
     finally:
         if os.getpid() == parent_pid:
             signal.signal(signal.SIGCHLD, previous)
-            server.stop_processes(children, stop.finish_by())
+            toolkit.stop_processes(children, stop.finish_by())
             stats.connections_open -= len(children)
 
 
@@ -81,7 +81,7 @@ def _run_child(conn, config, totals: SharedCounters, parent_pid: int) -> None:
     """The child: serve one connection with blocking calls, report counters, exit. Never returns."""
     status = 0
     try:
-        stop = server.Stop(config.drain_timeout)
+        stop = toolkit.Stop(config.drain_timeout)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda signum, frame: stop.request())
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -93,7 +93,7 @@ def _run_child(conn, config, totals: SharedCounters, parent_pid: int) -> None:
         serve_connection(conn, config, stats, stop)
         totals.add(stats)
     except BaseException:
-        server.log.exception("child process failed")
+        toolkit.log.exception("child process failed")
         status = 1
     finally:
         os._exit(status)

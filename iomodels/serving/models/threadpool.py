@@ -17,9 +17,9 @@ kernel's accept queue, unanswered, until one of the N leaves. `--idle-timeout` b
 
 import time
 
-from iomodels import server
-from iomodels.models import ModelInfo
-from iomodels.models._blocking import accept_forever, serve_connection
+from iomodels.serving import toolkit
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._blocking import accept_forever, serve_connection
 
 MODEL = ModelInfo(
     name="threadpool", family="blocking I/O + fixed thread pool", section="1.1",
@@ -33,7 +33,7 @@ def serve(listener, config, stats, stop):
                        lambda conn: serve_connection(conn, config, stats, stop))
 
     listener.setblocking(True)
-    pool = [server.start_thread(worker, name=f"pool-{i}") for i in range(config.threads)]
+    pool = [toolkit.start_thread(worker, name=f"pool-{i}") for i in range(config.threads)]
     stats.threads_started += len(pool)
     while not stop.wait():
         pass

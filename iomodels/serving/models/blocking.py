@@ -16,8 +16,8 @@ concurrency. One slow or idle client stops everyone. `--max-connections` and the
 still apply; `--idle-timeout` is what keeps a silent client from holding the server forever.
 """
 
-from iomodels.models import ModelInfo
-from iomodels.models._blocking import accept_forever, serve_connection
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._blocking import accept_forever, serve_connection
 
 MODEL = ModelInfo(
     name="blocking", family="blocking I/O", section="1.1", waits_in="accept() / recv()",

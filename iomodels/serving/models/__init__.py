@@ -15,7 +15,7 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-from iomodels.config import ConfigError
+from iomodels.serving.config import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,8 +29,8 @@ Back-pressure, limits and shutdown are shared with `uvloop` (models/_eventloop.p
 import asyncio
 import selectors
 
-from iomodels.models import ModelInfo
-from iomodels.models._eventloop import serve_on
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._eventloop import serve_on
 
 MODEL = ModelInfo(
     name="asyncio", family="event loop (readiness, reactor)", section="1.3",

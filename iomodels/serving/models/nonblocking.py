@@ -28,8 +28,8 @@ What it gets right that the tutorial's version does not (the shared readiness co
 request is noticed at the next pass, since there is no wait for it to interrupt.
 """
 
-from iomodels.models import ModelInfo
-from iomodels.models._readiness import ReadinessLoop, serve_with
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
     name="nonblocking", family="non-blocking I/O, busy polling", section="1.2",

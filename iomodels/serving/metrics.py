@@ -16,8 +16,9 @@ import os
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from iomodels import procstats, server
-from iomodels.stats import COUNTERS, Stats
+from iomodels import procstats
+from iomodels.serving import toolkit
+from iomodels.serving.stats import COUNTERS, Stats
 
 PREFIX = "iomodels_"
 
@@ -59,9 +60,9 @@ class StatsCollector:
 def serve_metrics(host: str, port: int, stats: Stats):
     """Serve /metrics on host:port from a daemon thread; return (http server, thread).
 
-    The thread takes none of the signals meant for the main thread (server.main_thread_signals_held).
+    The thread takes none of the signals meant for the main thread (toolkit.main_thread_signals_held).
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(stats))
-    with server.main_thread_signals_held():
+    with toolkit.main_thread_signals_held():
         return start_http_server(port, addr=host, registry=registry)

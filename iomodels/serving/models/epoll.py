@@ -30,8 +30,8 @@ and pauses accepting when descriptors run out.
 
 import select
 
-from iomodels.models import ModelInfo
-from iomodels.models._readiness import ReadinessLoop, serve_with
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
     name="epoll", family="I/O multiplexing, event-driven (level-triggered)", section="1.3",

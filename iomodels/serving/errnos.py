@@ -6,7 +6,7 @@ What other servers do with a failed `accept`, and what we follow:
 - trio (`_highlevel_serve_listeners.py`): the same four errnos sleep 100 ms, ignoring the rest.
 - libuv keeps a spare descriptor, closes it to accept-and-close the pending peer, reopens it.
 - nginx disables accept events for 500 ms on EMFILE/ENFILE.
-We back off with a growing sleep (see `AcceptBackoff` in server.py), log once per episode, and
+We back off with a growing sleep (see `AcceptBackoff` in toolkit.py), log once per episode, and
 resume when a descriptor frees. Errors that concern only the connection being accepted (it was
 reset before we took it, a firewall said no) are skipped. EBADF, EINVAL, ENOTSOCK mean our own
 listener is wrong: that is a bug, so it propagates.

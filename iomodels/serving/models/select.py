@@ -29,8 +29,8 @@ such limit.
 
 import select
 
-from iomodels.models import ModelInfo
-from iomodels.models._readiness import ReadinessLoop, serve_with
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
     name="select", family="I/O multiplexing", section="1.3",

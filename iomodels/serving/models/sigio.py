@@ -53,8 +53,8 @@ import struct
 import sys
 import threading
 
-from iomodels.models import ModelInfo
-from iomodels.models._readiness import ReadinessLoop, serve_with
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
     name="sigio", family="signal-driven I/O (Stevens' 5th model)", section="—",

@@ -36,10 +36,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from iomodels.client import EchoClient
+from iomodels.client.echo import EchoClient
 
 
 class PoolTimeout(TimeoutError):
@@ -225,9 +223,6 @@ class ConnectionPool:
 
     def _connect(self) -> EchoClient:
         """Open a connection in a slot already counted in `_open`; give the slot back on failure."""
-        # Imported here: client.py re-exports this module, so a top-level import would be circular.
-        from iomodels.client import EchoClient
-
         try:
             client = EchoClient(self.host, self.port, timeout=self.request_timeout)
         except BaseException:

@@ -64,10 +64,10 @@ import signal
 import socket
 import time
 
-from iomodels import server, uring
-from iomodels.core import EchoSession
-from iomodels.models import ModelInfo
-from iomodels.models._sweep import Sweep
+from iomodels.serving import toolkit, uring
+from iomodels.serving.core import EchoSession
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._sweep import Sweep
 
 MODEL = ModelInfo(
     name="io_uring", family="asynchronous I/O, completion-based (proactor)", section="1.4",
@@ -222,14 +222,14 @@ class _Conn:
 class _Proactor:
     """The loop: submit, wait for completions, call each one's handler, run timers."""
 
-    def __init__(self, ring: uring.Ring, listener: socket.socket, config, stats, stop: server.Stop):
+    def __init__(self, ring: uring.Ring, listener: socket.socket, config, stats, stop: toolkit.Stop):
         self.ring, self.listener, self.config, self.stats, self.stop = ring, listener, config, stats, stop
         self.multishot = config.uring_mode == "multishot"
         self.buffers = ring.buffer_group(provided_buffer_size(config.recv_size), BUFFER_COUNT) \
             if self.multishot else None
         self.connections: set[_Conn] = set()
         self.accept_op: uring.Completion | None = None
-        self.backoff = server.AcceptBackoff(stats)
+        self.backoff = toolkit.AcceptBackoff(stats)
         self.sweep = Sweep(config, stats)
         self.timers: list[tuple[float, int, object]] = []  # a heap of (monotonic time, seq, callable)
         self._timer_seq = itertools.count()
@@ -266,9 +266,9 @@ class _Proactor:
 
     def admit(self, sock: socket.socket) -> None:
         if self.draining:
-            server.abort(sock)
+            toolkit.abort(sock)
             return
-        if not server.admit(sock, self.config, self.stats):
+        if not toolkit.admit(sock, self.config, self.stats):
             return
         conn = _Conn(self, sock)
         self.connections.add(conn)
@@ -289,14 +289,14 @@ class _Proactor:
             # would not, the ring holding its own reference to the socket.
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)
-        server.release(conn.sock, self.stats)
+        toolkit.release(conn.sock, self.stats)
         # The handlers bound in __init__ make each connection a reference cycle: without this its
         # pending output and buffer would wait for a full garbage collection (hundreds of MiB
         # under churn). An operation still in flight keeps what it uses alive by itself.
         conn.on_recv = conn.on_send = conn.session = conn.buf = None
 
     def fail(self, conn: _Conn, exc: Exception) -> None:
-        server.connection_failed(exc, self.stats)
+        toolkit.connection_failed(exc, self.stats)
         self.close(conn, abortive=True)
 
     # -- timers and the loop ---------------------------------------------------------------

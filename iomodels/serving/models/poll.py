@@ -22,8 +22,8 @@ descriptors run out instead of looping on a listener that stays readable.
 
 import select
 
-from iomodels.models import ModelInfo
-from iomodels.models._readiness import ReadinessLoop, serve_with
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
     name="poll", family="I/O multiplexing", section="1.3", waits_in="poll()",

@@ -25,9 +25,9 @@ the threads started are counted in `threads_started`.
 import threading
 import time
 
-from iomodels import server
-from iomodels.models import ModelInfo
-from iomodels.models._blocking import accept_forever, serve_connection
+from iomodels.serving import toolkit
+from iomodels.serving.models import ModelInfo
+from iomodels.serving.models._blocking import accept_forever, serve_connection
 
 MODEL = ModelInfo(
     name="threaded", family="blocking I/O + thread per connection", section="1.1",
@@ -42,10 +42,10 @@ def serve(listener, config, stats, stop):
     def start(conn):
         stats.threads_started += 1
         try:
-            server.start_thread(serve_connection, conn, config, stats, stop, name=CONNECTION_THREAD)
+            toolkit.start_thread(serve_connection, conn, config, stats, stop, name=CONNECTION_THREAD)
         except RuntimeError as exc:  # can't start new thread: out of threads or memory
-            server.connection_failed(exc, stats)
-            server.release(conn, stats)
+            toolkit.connection_failed(exc, stats)
+            toolkit.release(conn, stats)
 
     listener.setblocking(True)
     accept_forever(listener, config, stats, stop, start)

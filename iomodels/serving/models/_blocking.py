@@ -15,10 +15,10 @@ import socket
 import struct
 import time
 
-from iomodels import server
-from iomodels.config import ServerConfig
-from iomodels.core import EchoSession
-from iomodels.stats import Stats
+from iomodels.serving import toolkit
+from iomodels.serving.config import ServerConfig
+from iomodels.serving.core import EchoSession
+from iomodels.serving.stats import Stats
 
 
 def _set_kernel_timeout(conn: socket.socket, seconds: float) -> None:
@@ -28,7 +28,7 @@ def _set_kernel_timeout(conn: socket.socket, seconds: float) -> None:
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
-def serve_connection(conn: socket.socket, config: ServerConfig, stats: Stats, stop: server.Stop) -> None:
+def serve_connection(conn: socket.socket, config: ServerConfig, stats: Stats, stop: toolkit.Stop) -> None:
     """Echo on `conn` until the peer closes, a timeout or an error; always release `conn`."""
     session = EchoSession(config.high_water, config.low_water)
     started = time.monotonic()
@@ -63,18 +63,18 @@ def serve_connection(conn: socket.socket, config: ServerConfig, stats: Stats, st
         else:
             stats.idle_closed += 1
     except Exception as exc:
-        server.connection_failed(exc, stats)
+        toolkit.connection_failed(exc, stats)
     finally:
-        server.release(conn, stats)
+        toolkit.release(conn, stats)
 
 
-def accept_forever(listener: socket.socket, config: ServerConfig, stats: Stats, stop: server.Stop,
+def accept_forever(listener: socket.socket, config: ServerConfig, stats: Stats, stop: toolkit.Stop,
                    handle) -> None:
     """Blocking accept loop: `handle(conn)` each admitted connection until a stop is requested.
 
     `handle` is where the family differs: serve it here, in a thread, or in a child process.
     """
-    backoff = server.AcceptBackoff(stats)
+    backoff = toolkit.AcceptBackoff(stats)
     while not stop.requested:
         try:
             conn, _ = listener.accept()
@@ -86,5 +86,5 @@ def accept_forever(listener: socket.socket, config: ServerConfig, stats: Stats, 
                 stop.wait(delay)
             continue
         backoff.succeeded()
-        if server.admit(conn, config, stats):
+        if toolkit.admit(conn, config, stats):
             handle(conn)
