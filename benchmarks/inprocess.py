@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from iomodels.serving import models  # noqa: E402
 from iomodels.serving.config import ServerConfig  # noqa: E402
-from iomodels.serving.toolkit import Stop  # noqa: E402
+from iomodels.serving.toolkit import Stop, session_factory  # noqa: E402
 from iomodels.serving.stats import Stats  # noqa: E402
 
 LOOPS = {"epoll": "EpollLoop", "epoll-et": "EdgeEpollLoop", "poll": "PollLoop", "select": "SelectLoop"}
@@ -36,7 +36,8 @@ def model_server(name: str, listener: socket.socket, count: int):
     """The model's loop, with `count` connections accepted; returns what serves one turn, and
     what closes it all."""
     stats, stop = Stats(), Stop(1.0)
-    loop = getattr(models.load(name), LOOPS[name])(listener, ServerConfig(model=name), stats, stop)
+    config = ServerConfig(model=name)
+    loop = getattr(models.load(name), LOOPS[name])(listener, config, stats, stop, session_factory(config))
     loop.listening = True
     loop.watch(loop.listener_fd, loop.READ)
     while len(loop.conns) < count:

@@ -5,7 +5,7 @@
 3. install the signal handlers, start the metrics endpoint, then print the ready line
    `listening on HOST:PORT (model NAME)` and flush it: tools and tests wait for that line
    (`READY_LINE` here prints it; iomodels/launcher.py is the one place that parses it);
-4. run the model's `serve(listener, config, stats, stop)` (or supervise the workers) until it
+4. run the model's `serve(listener, config, stats, stop, new_session)` (or supervise the workers) until it
    returns; write the stats file; return the exit status.
 
 On SIGINT/SIGTERM `Stop.request()` stops accepting and lets open connections drain (toolkit.py).
@@ -52,7 +52,7 @@ def run(config: ServerConfig) -> int:
         sockname, close = listener.getsockname(), listener.close
 
         def serve() -> int:
-            model.serve(listener, config, stats, stop)
+            model.serve(listener, config, stats, stop, toolkit.session_factory(config))
             return 0
     handle_signals(stop, stats, config)
     if config.metrics_port is not None:

@@ -159,3 +159,17 @@ def _failing(method):
 core.EchoSession.receive_data = _failing(core.EchoSession.receive_data)
 core.EchoSession.reply_to = _failing(core.EchoSession.reply_to)
 """
+
+
+def models_where(**flags) -> list[str]:
+    """The models whose ModelInfo has every given value, e.g. models_where(kind="readiness")."""
+    return [name for name in ALL_MODELS
+            if all(getattr(models.info(name), flag) == value for flag, value in flags.items())]
+
+
+def variants(names: list[str]):
+    """pytest params (model, flags), one per variant each model declares, with readable ids."""
+    import pytest
+
+    return [pytest.param(name, flags, id="-".join([name, *flags[1::2]]))
+            for name in names for flags in models.info(name).variants]

@@ -32,7 +32,3 @@ ACCEPT_IGNORABLE = frozenset({
     errno.ENETDOWN, errno.ENOPROTOOPT, errno.EHOSTDOWN, errno.ENONET,
     errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.ETIMEDOUT,
 })
-
-
-def errno_of(exc: BaseException) -> int | None:
-    return exc.errno if isinstance(exc, OSError) else None

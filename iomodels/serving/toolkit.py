@@ -1,7 +1,8 @@
 """The models' toolkit: what every model uses to accept, count, close and stop.
 
-A model's `serve(listener, config, stats, stop)` gets its listener and a `Stop` from the process
-entry point (iomodels/startup.py) and uses these pieces: `AcceptBackoff` when accept() fails,
+A model's `serve(listener, config, stats, stop, new_session)` gets its listener, a `Stop` and a
+session factory from the process entry point (iomodels/startup.py) and uses these pieces:
+`Acceptor` (accept() with back-off and the stop case decided once),
 `admit`/`release` around each connection, `connection_failed` when one ends with an exception,
 `start_thread` for threads that must leave the stop signals to the main thread. On SIGINT/SIGTERM,
 `Stop.request()` shuts the listener down at once (new clients are refused, a thread blocked in
@@ -17,6 +18,7 @@ drain timer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -24,8 +26,11 @@ import socket
 import threading
 import time
 
+from collections.abc import Callable
+
 from iomodels.serving import errnos
 from iomodels.serving.config import ConfigError, ServerConfig
+from iomodels.serving.core import EchoSession
 from iomodels.serving.stats import Stats
 
 log = logging.getLogger("iomodels")
@@ -145,6 +150,44 @@ class AcceptBackoff:
             log.info("accept: accepting again after %d failed attempts", self.failures_in_episode)
             self.failures_in_episode = 0
             self.delay = 0.0
+
+
+class Acceptor:
+    """accept() with each outcome decided once, for blocking and non-blocking listeners alike.
+
+    `accept()` returns the next connection; or a float: stop accepting for that many seconds (out
+    of descriptors, see AcceptBackoff); or None: nothing more to accept now, because the queue is
+    empty (a non-blocking listener) or because the stop shut the listener down (`stop.requested`
+    says which: Stop.request() shuts the listener down, so a blocked accept() wakes with EINVAL).
+    Errors that mean a bug propagate.
+    """
+
+    def __init__(self, listener: socket.socket, stats: Stats, stop: Stop):
+        self.listener = listener
+        self.stop = stop
+        self.backoff = AcceptBackoff(stats)
+
+    def accept(self) -> socket.socket | float | None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError as exc:
+                if exc.errno in errnos.WOULD_BLOCK or self.stop.requested:
+                    return None
+                delay = self.backoff.failed(exc)
+                if delay:
+                    return delay
+                continue
+            self.backoff.succeeded()
+            return conn
+
+
+def session_factory(config: ServerConfig) -> Callable[[], EchoSession]:
+    """What startup hands each model: a new protocol session per connection, with config's marks.
+
+    Tests hand a model another factory (a faulty session) through the same `new_session` argument.
+    """
+    return functools.partial(EchoSession, config.high_water, config.low_water)
 
 
 def admit(conn: socket.socket, config: ServerConfig, stats: Stats) -> bool:

@@ -119,7 +119,7 @@ def _run_worker(model, config: ServerConfig, slot: int, counters: SharedCounters
     toolkit.start_thread(publish, name="publish-stats")
     os.write(ready_write, b"r")
     try:
-        model.serve(listener, config, stats, stop)
+        model.serve(listener, config, stats, stop, toolkit.session_factory(config))
     finally:
         finished.set()
         counters.store(stats, slot)

@@ -6,15 +6,10 @@ import json
 import os
 import textwrap
 
-import pytest
+from tests import support
 
-# (id, model, extra flags): every variant of issue 4, io_uring in both modes.
-VARIANTS = [
-    pytest.param("asyncio", (), id="asyncio"),
-    pytest.param("uvloop", (), id="uvloop"),
-    pytest.param("io_uring", ("--uring-mode", "oneshot"), id="io_uring-oneshot"),
-    pytest.param("io_uring", ("--uring-mode", "multishot"), id="io_uring-multishot"),
-]
+# (model, extra flags): every variant of the event-loop and completion models (io_uring in both modes).
+VARIANTS = support.variants(support.models_where(kind="event loop") + support.models_where(kind="completion"))
 
 
 def patched_env(tmp_path, code: str) -> dict:

@@ -1,68 +1,55 @@
 """io_uring where it is forbidden, and io_uring's own machinery (batching, both receive modes).
 
-A seccomp profile or `kernel.io_uring_disabled` cannot be set up by a test, so a child Python is
-told so instead (sitecustomize patches uring_api): the server must say why in one line and exit
-with status 2 (never hang), and the conformance fixture must skip the model with that reason.
+A seccomp profile or `kernel.io_uring_disabled` cannot be set up by a test, so this process's
+uring_api is told so instead: `iomodels serve` must say why in one line and exit with status 2,
+and the conformance fixture must skip the model with that reason.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 
 import pytest
 
+from iomodels import cli
 from tests import support
 from tests.eventloops.helpers import patched_env, read_final_counters
 from tests.reliability.helpers import fill_until_stalled, reset, settled_fds
 
 pytestmark = pytest.mark.timeout(120)
 
-FORBIDDEN = {
-    "unavailable": """
-        import uring_api
-        uring_api.is_available = lambda: False
-    """,
-    "setup-eperm": """
-        import errno, os, uring_api
 
-        class Ring:
-            def __init__(self, *args, **kwargs):
-                raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+@pytest.fixture(params=["unavailable", "setup-eperm"])
+def forbidden(request, monkeypatch):
+    """This process's io_uring refused, as a kernel or a seccomp policy may; yields how."""
+    import uring_api
 
-        uring_api.Ring = Ring
-    """,
-}
+    from iomodels.serving import uring
 
-
-def _run(args, env, timeout=30):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+    if request.param == "unavailable":
+        monkeypatch.setattr(uring_api, "is_available", lambda: False)
+    else:
+        def refused(*args, **kwargs):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        monkeypatch.setattr(uring_api, "Ring", refused)
+    uring.unavailable_reason.cache_clear()  # asked once per process, normally
+    yield request.param
+    uring.unavailable_reason.cache_clear()
 
 
-@pytest.mark.parametrize("how", FORBIDDEN)
-def test_serve_says_why_in_one_line_and_exits_2(how, tmp_path):
-    result = _run(["-m", "iomodels", "serve", "--model", "io_uring", "--port", "0"],
-                  patched_env(tmp_path, FORBIDDEN[how]))
-    assert result.returncode == 2
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "io_uring" in lines[0] and "cannot run here" in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
-
-
-@pytest.mark.parametrize("how", FORBIDDEN)
-def test_conformance_fixture_skips_with_the_reason(how, tmp_path):
-    code = "from tests import support; print(support.skip_reason('io_uring'))"
-    result = _run(["-c", code], patched_env(tmp_path, FORBIDDEN[how]))
-    assert result.returncode == 0, result.stderr
-    reason = result.stdout.strip()
-    assert reason and reason != "None"
-    assert ("refused" in reason) if how == "unavailable" else ("Operation not permitted" in reason)
+# The real server process saying so in one line, exit 2: tests/reliability scenario 13.
+def test_serve_and_the_conformance_fixture_say_why(forbidden, capsys):
+    reason = support.skip_reason("io_uring")
+    expected = "refused" if forbidden == "unavailable" else "Operation not permitted"
+    assert reason and expected in reason, reason
+    assert cli.main(["serve", "--model", "io_uring", "--port", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "cannot run here" in err and reason in err
 
 
 @pytest.mark.parametrize("mode", ["oneshot", "multishot"])

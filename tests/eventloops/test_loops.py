@@ -9,27 +9,14 @@ import time
 import pytest
 
 from tests import support
-from tests.eventloops.helpers import VARIANTS, patched_env, read_final_counters
+from tests.eventloops.helpers import VARIANTS, read_final_counters
 from tests.support import request
 
 pytestmark = pytest.mark.timeout(120)
 
 # EchoSession raises on this input: a bug inside a callback, in one connection only.
-BOOM = support.core_bug(b"BOOM", "injected failure")
-
-
-@pytest.mark.parametrize("model, flags", VARIANTS)
-def test_a_bug_in_a_callback_aborts_only_that_connection(serve, model, flags, tmp_path):
-    server = serve(model, *flags, env=patched_env(tmp_path, BOOM))
-    server.allow_traceback = True
-    with server.connect() as bystander, server.connect() as victim:
-        assert request(bystander, b"before") == b"BEFORE"
-        victim.sendall(b"BOOM")
-        assert support.is_closed_by_peer(victim)
-        assert request(bystander, b"after") == b"AFTER"
-    assert support.wait_until(lambda: "injected failure" in server.stderr())
-    log = server.stderr()
-    assert log.count("Traceback") == 1 and log.count("internal error") == 1, log
+# A bug in one connection: tests/behaviour/test_faulty_session.py (in-process) and reliability
+# scenario 14 (a real process), over every model.
 
 
 @pytest.mark.parametrize("model, flags", VARIANTS)

@@ -1,4 +1,4 @@
-"""What the readiness tests share: the models of issue 3, counters read from a live server, peak memory."""
+"""What the readiness tests share: the readiness models, counters read from a live server, peak memory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 
 from tests import support
 
-READINESS_MODELS = ["nonblocking", "select", "poll", "epoll", "epoll-et", "sigio"]
+READINESS_MODELS = support.models_where(kind="readiness")
 
 
 def read_counters(server: support.RunningServer, path: str) -> dict:

@@ -15,7 +15,7 @@ from iomodels.serving.models.epoll import EpollLoop
 from iomodels.serving.models.epoll_et import EdgeEpollLoop
 from iomodels.serving.models.poll import PollLoop
 from iomodels.serving.models.select import SelectLoop
-from iomodels.serving.toolkit import Stop
+from iomodels.serving.toolkit import Stop, session_factory
 from iomodels.serving.stats import Stats
 
 LOOPS = [EpollLoop, EdgeEpollLoop, PollLoop, SelectLoop]
@@ -25,7 +25,8 @@ class Harness:
     def __init__(self, loop_class, **config):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.stats, self.stop = Stats(), Stop(1.0)
-        self.loop = loop_class(self.listener, ServerConfig(**config), self.stats, self.stop)
+        config = ServerConfig(**config)
+        self.loop = loop_class(self.listener, config, self.stats, self.stop, session_factory(config))
         self.loop.listening = True
         self.loop.watch(self.loop.listener_fd, self.loop.READ)
         self.client = socket.create_connection(self.listener.getsockname(), timeout=10)

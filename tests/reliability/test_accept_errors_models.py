@@ -70,7 +70,8 @@ def run_model(model: str, failures, client_timeout: float = 10.0) -> tuple[Stats
     thread.start()
     error = None
     try:
-        models.load(model).serve(listener, ServerConfig(model=model, drain_timeout=1.0), stats, stop)
+        config = ServerConfig(model=model, drain_timeout=1.0)
+        models.load(model).serve(listener, config, stats, stop, toolkit.session_factory(config))
     except OSError as exc:
         error = exc
     finally:
@@ -149,7 +150,8 @@ def test_io_uring_accept_completion_errors(code):
     ring, stats, stop = _FakeRing(), Stats(), toolkit.Stop(drain_timeout=1.0)
     listener = socket.create_server(("127.0.0.1", 0))
     try:
-        proactor = io_uring._Proactor(ring, listener, ServerConfig(uring_mode="oneshot"), stats, stop)
+        config = ServerConfig(uring_mode="oneshot")
+        proactor = io_uring._Proactor(ring, listener, config, stats, stop, toolkit.session_factory(config))
         proactor.arm_accept()
         completion = ring.armed[-1]
         completion.res = -code

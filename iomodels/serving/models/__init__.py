@@ -18,8 +18,14 @@ from types import ModuleType
 from iomodels.serving.config import ConfigError
 
 
+# What a model's loop is built on, and so which shared helper serves it.
+KINDS = ("blocking", "readiness", "event loop", "completion")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
+    """What a model is, and what it can do: tests and the lab choose models by these flags."""
+    kind: str  # one of KINDS
     name: str
     family: str
     section: str  # tutorial section, e.g. "1.3"
@@ -29,6 +35,15 @@ class ModelInfo:
     multi_worker: bool = False
     # Can serve two clients at once (the iterative `blocking` server cannot, by design).
     concurrent: bool = True
+    # serve() can run in a thread of another program (a test hands it a session in-process); not
+    # forking (it forks its caller) nor sigio (its signals go to the whole process).
+    runs_in_thread: bool = True
+    # The sets of flags it runs in, each a variant to test (io_uring: its two receive modes).
+    variants: tuple[tuple[str, ...], ...] = ((),)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"model {self.name}: kind must be one of {KINDS}, not {self.kind!r}")
 
 
 # The order of `iomodels models`: the tutorial's order, from blocking to asynchronous I/O.

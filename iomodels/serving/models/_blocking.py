@@ -28,9 +28,9 @@ def _set_kernel_timeout(conn: socket.socket, seconds: float) -> None:
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
-def serve_connection(conn: socket.socket, config: ServerConfig, stats: Stats, stop: toolkit.Stop) -> None:
+def serve_connection(conn: socket.socket, session: EchoSession, config: ServerConfig, stats: Stats,
+                     stop: toolkit.Stop) -> None:
     """Echo on `conn` until the peer closes, a timeout or an error; always release `conn`."""
-    session = EchoSession(config.high_water, config.low_water)
     started = time.monotonic()
     recv_size = config.recv_size
     try:
@@ -74,17 +74,13 @@ def accept_forever(listener: socket.socket, config: ServerConfig, stats: Stats, 
 
     `handle` is where the family differs: serve it here, in a thread, or in a child process.
     """
-    backoff = toolkit.AcceptBackoff(stats)
+    acceptor = toolkit.Acceptor(listener, stats, stop)
     while not stop.requested:
-        try:
-            conn, _ = listener.accept()
-        except OSError as exc:
-            if stop.requested:
-                break  # the listener was shut down: that is how a blocked accept() learns of it
-            delay = backoff.failed(exc)
-            if delay:
-                stop.wait(delay)
+        conn = acceptor.accept()
+        if conn is None:
+            break  # the stop shut the listener down: that is how a blocked accept() learns of it
+        if isinstance(conn, float):
+            stop.wait(conn)  # out of descriptors: pause, then try again
             continue
-        backoff.succeeded()
         if toolkit.admit(conn, config, stats):
             handle(conn)

@@ -58,7 +58,7 @@ class EchoProtocol(asyncio.Protocol):
         self.hub = hub
         self.stats = hub.stats
         self.transport: asyncio.Transport | None = None
-        self.session = EchoSession(hub.config.high_water, hub.config.low_water)
+        self.session = hub.new_session()
         self.quiet_ticks = 0
         self.started = time.monotonic()
 
@@ -111,9 +111,10 @@ class _Hub:
     """One serve() call: accepting, the open connections, idle sweeps, the drain."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, listener: socket.socket, config: ServerConfig,
-                 stats: Stats, stop: toolkit.Stop, count_turns: bool):
+                 stats: Stats, stop: toolkit.Stop, new_session: Callable[[], EchoSession], count_turns: bool):
         self.loop = loop
         self.listener = listener
+        self.new_session = new_session
         self.config = config
         self.stats = stats
         self.stop = stop
@@ -125,7 +126,7 @@ class _Hub:
         self._adopting: set[asyncio.Task] = set()
         self._all_closed: asyncio.Future = loop.create_future()
         self.closing = False
-        self.backoff = toolkit.AcceptBackoff(stats)
+        self.acceptor = toolkit.Acceptor(listener, stats, stop)
         self._resume_accepting: asyncio.TimerHandle | None = None
         self.sweep = Sweep(config, stats)
 
@@ -141,24 +142,18 @@ class _Hub:
     def _accept(self) -> None:
         for _ in range(ACCEPT_BURST):
             try:
-                conn, _ = self.listener.accept()
-            except BlockingIOError:
+                conn = self.acceptor.accept()
+            except OSError:  # our listener is broken (EBADF...): a bug, reported by the loop
+                self.stop_accepting()
+                raise
+            if conn is None:
+                if self.stop.requested:  # the drain begins
+                    self.stop_accepting()
                 return
-            except OSError as exc:
-                if self.stop.requested:  # Stop.request() shut the listener down (EINVAL)
-                    self.stop_accepting()
-                    return
-                try:
-                    delay = self.backoff.failed(exc)
-                except OSError:  # our listener is broken (EBADF...): a bug, reported by the loop
-                    self.stop_accepting()
-                    raise
-                if delay:
-                    self.stop_accepting()
-                    self._resume_accepting = self.loop.call_later(delay, self.start_accepting)
-                    return
-                continue
-            self.backoff.succeeded()
+            if isinstance(conn, float):  # out of descriptors: pause accepting
+                self.stop_accepting()
+                self._resume_accepting = self.loop.call_later(conn, self.start_accepting)
+                return
             if toolkit.admit(conn, self.config, self.stats):
                 conn.setblocking(False)
                 # The loop keeps only a weak reference to a task: we hold it until it is done.
@@ -240,11 +235,12 @@ class _Hub:
 
 
 def serve_on(new_loop: Callable[[], asyncio.AbstractEventLoop], listener: socket.socket,
-             config: ServerConfig, stats: Stats, stop: toolkit.Stop, count_turns: bool = False) -> None:
+             config: ServerConfig, stats: Stats, stop: toolkit.Stop, new_session: Callable[[], EchoSession],
+             count_turns: bool = False) -> None:
     """Serve on a fresh loop from `new_loop` until stopped and drained; close the loop."""
     listener.setblocking(False)
     loop = new_loop()
-    hub = _Hub(loop, listener, config, stats, stop, count_turns)
+    hub = _Hub(loop, listener, config, stats, stop, new_session, count_turns)
     loop.set_exception_handler(hub.on_loop_error)
     try:
         loop.run_until_complete(hub.run())

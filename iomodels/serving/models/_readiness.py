@@ -23,6 +23,7 @@ sigio): they must drain what they were told about, because no second notice will
 
 from __future__ import annotations
 
+import abc
 import logging
 import select
 import time
@@ -48,7 +49,7 @@ class Connection:
         self.started = now
 
 
-class ReadinessLoop:
+class ReadinessLoop(abc.ABC):
     # Bits for "tell me when readable/writable", and which reported bits mean it: poll()'s, which
     # epoll (EPOLLIN == POLLIN...) and a signal's si_band share; select and nonblocking ignore them.
     READ = select.POLLIN
@@ -62,12 +63,11 @@ class ReadinessLoop:
     # data and the peer's FIN, still unread after the short read: these reported bits mean "read
     # on anyway". All of them by default; epoll-et narrows them down with EPOLLRDHUP.
     SHORT_READ_UNSURE = ~0
-    # select() cannot take descriptors >= FD_SETSIZE: such connections are refused (select model).
-    fd_limit: int | None = None
     name = "readiness"
 
-    def __init__(self, listener, config, stats, stop):
+    def __init__(self, listener, config, stats, stop, new_session):
         self.listener = listener
+        self.new_session = new_session
         self.listener_fd = listener.fileno()
         self.config = config
         self.stats = stats
@@ -76,36 +76,44 @@ class ReadinessLoop:
         # Every recv lands here and is copied out at once: no recv_size allocation per call.
         self.buffer = bytearray(config.recv_size)
         self.conns: dict[int, Connection] = {}
-        self.backoff = toolkit.AcceptBackoff(stats)
+        self.acceptor = toolkit.Acceptor(listener, stats, stop)
         self.now = time.monotonic()
         self.listening = False
         self.draining = False
         self.done = False
         self.accept_resume_at = 0.0
-        self.refused_in_burst = 0
         self.sweeper = Sweep(config, stats)
         self.sweep_at = INFINITY  # no sweeps while there is no connection to sweep
         # Wake up for chores (sweeps, resuming accepts, the end of the drain) no earlier than this.
         self.next_due = INFINITY
         listener.setblocking(False)
 
-    # --- how a model waits: the part that differs --------------------------------------------
+    # --- how a model waits: the part that differs, each backend's own (abstract here) -------
 
+    @abc.abstractmethod
     def watch(self, fd: int, mask: int) -> None:
         """Start reporting `fd` when it is ready for `mask`."""
 
+    @abc.abstractmethod
     def rewatch(self, fd: int, mask: int) -> None:
         """What `fd` waits for changed."""
 
+    @abc.abstractmethod
     def unwatch(self, fd: int, closing: bool = False) -> None:
         """Stop reporting `fd` (`closing`: it is about to be closed)."""
 
+    @abc.abstractmethod
     def wait(self, timeout: float | None) -> None:
         """Wait up to `timeout` seconds (None: until something happens) and handle what is ready."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close_waiter(self) -> None:
         """Release what the wait needs (the epoll descriptor, blocked signals...)."""
+
+    def fits(self, sock) -> bool:
+        """Whether the wait can hold this new connection's descriptor (select's cannot, above
+        FD_SETSIZE: it refuses the connection itself and says no)."""
+        return True
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -211,39 +219,25 @@ class ReadinessLoop:
         """Accept until EAGAIN (an edge-triggered listener announces a queue once, not per client)."""
         if not self.listening:
             return
-        listener, config, stats = self.listener, self.config, self.stats
+        config, stats = self.config, self.stats
         while True:
-            try:
-                sock, _ = listener.accept()
-            except OSError as exc:
-                if exc.errno in errnos.WOULD_BLOCK:
-                    return
-                if self.stop.requested:  # the listener was shut down (EINVAL): the drain begins
+            sock = self.acceptor.accept()
+            if sock is None:
+                if self.stop.requested:  # the drain begins
                     self.next_due = 0.0
-                    return
-                delay = self.backoff.failed(exc)  # raises for errors that mean a bug
-                if delay:
-                    # Out of descriptors: the queued client stays queued and the listener stays
-                    # readable, so it must leave the wait set or every wait returns at once.
-                    self.stop_listening()
-                    self.accept_resume_at = self.now + delay
-                    self.next_due = min(self.next_due, self.accept_resume_at)
-                    return
-                continue
-            self.backoff.succeeded()
-            fd = sock.fileno()
-            if self.fd_limit is not None and fd >= self.fd_limit:
-                self.refuse(sock, fd)
-                continue
-            if self.refused_in_burst:
-                log.info("%s: accepting again after refusing %d connections", self.name,
-                         self.refused_in_burst)
-                self.refused_in_burst = 0
-            if not toolkit.admit(sock, config, stats):
+                return
+            if isinstance(sock, float):
+                # Out of descriptors: the queued client stays queued and the listener stays
+                # readable, so it must leave the wait set or every wait returns at once.
+                self.stop_listening()
+                self.accept_resume_at = self.now + sock
+                self.next_due = min(self.next_due, self.accept_resume_at)
+                return
+            if not self.fits(sock) or not toolkit.admit(sock, config, stats):
                 continue
             sock.setblocking(False)
-            conn = Connection(sock, fd, EchoSession(config.high_water, config.low_water), self.READ,
-                              self.now)
+            fd = sock.fileno()
+            conn = Connection(sock, fd, self.new_session(), self.READ, self.now)
             self.conns[fd] = conn
             self.watch(fd, self.READ)
             if self.sweeper.interval is not None and self.sweep_at == INFINITY:
@@ -252,17 +246,6 @@ class ReadinessLoop:
             if self.edge:
                 # The request may already be here, and it arrived before we watched: no notice.
                 self.service(conn, True, False)
-
-    def refuse(self, sock, fd: int) -> None:
-        """A descriptor the wait cannot hold: reset the connection, warn once per burst."""
-        self.stats.accepts += 1
-        self.stats.rejected_fd_too_high += 1
-        if not self.refused_in_burst:
-            log.warning("%s: descriptor %d does not fit (limit %d): refusing new connections until "
-                        "descriptors below the limit free up; %d open connections are still served",
-                        self.name, fd, self.fd_limit, len(self.conns))
-        self.refused_in_burst += 1
-        toolkit.abort(sock)
 
     # --- one connection ----------------------------------------------------------------------
 
@@ -400,5 +383,5 @@ class ReadinessLoop:
             self.service(conn, True, True)
 
 
-def serve_with(loop_class, listener, config, stats, stop) -> None:
-    loop_class(listener, config, stats, stop).run()
+def serve_with(loop_class, listener, config, stats, stop, new_session) -> None:
+    loop_class(listener, config, stats, stop, new_session).run()

@@ -33,6 +33,7 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._eventloop import serve_on
 
 MODEL = ModelInfo(
+    kind="event loop",
     name="asyncio", family="event loop (readiness, reactor)", section="1.3",
     waits_in="epoll_wait() inside asyncio's selector",
     cost="one thread for all connections; Python loop machinery on every event",
@@ -57,5 +58,6 @@ class _CountingSelector(selectors.EpollSelector):
         return ready
 
 
-def serve(listener, config, stats, stop):
-    serve_on(lambda: asyncio.SelectorEventLoop(_CountingSelector(stats)), listener, config, stats, stop)
+def serve(listener, config, stats, stop, new_session):
+    serve_on(lambda: asyncio.SelectorEventLoop(_CountingSelector(stats)), listener, config, stats, stop,
+             new_session)

@@ -20,11 +20,13 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._blocking import accept_forever, serve_connection
 
 MODEL = ModelInfo(
+    kind="blocking",
     name="blocking", family="blocking I/O", section="1.1", waits_in="accept() / recv()",
     cost="nothing while idle, but serves one client at a time: the next ones wait unanswered",
     concurrent=False)
 
 
-def serve(listener, config, stats, stop):
+def serve(listener, config, stats, stop, new_session):
     listener.setblocking(True)
-    accept_forever(listener, config, stats, stop, lambda conn: serve_connection(conn, config, stats, stop))
+    accept_forever(listener, config, stats, stop,
+                   lambda conn: serve_connection(conn, new_session(), config, stats, stop))

@@ -34,6 +34,7 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
+    kind="readiness",
     name="epoll", family="I/O multiplexing, event-driven (level-triggered)", section="1.3",
     waits_in="epoll_wait()",
     cost="O(ready) per wake-up; an epoll_ctl() per change of interest; nothing while idle",
@@ -70,5 +71,5 @@ class EpollLoop(ReadinessLoop):
         self.epoll.close()
 
 
-def serve(listener, config, stats, stop):
-    serve_with(EpollLoop, listener, config, stats, stop)
+def serve(listener, config, stats, stop, new_session):
+    serve_with(EpollLoop, listener, config, stats, stop, new_session)

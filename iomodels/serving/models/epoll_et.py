@@ -36,6 +36,7 @@ from iomodels.serving.models._readiness import serve_with
 from iomodels.serving.models.epoll import EpollLoop
 
 MODEL = ModelInfo(
+    kind="readiness",
     name="epoll-et", family="I/O multiplexing, event-driven (edge-triggered)", section="1.3",
     waits_in="epoll_wait() with EPOLLET",
     cost="one report per change; one extra recv()/send()/accept() per event to reach EAGAIN",
@@ -51,5 +52,5 @@ class EdgeEpollLoop(EpollLoop):
     edge = True
 
 
-def serve(listener, config, stats, stop):
-    serve_with(EdgeEpollLoop, listener, config, stats, stop)
+def serve(listener, config, stats, stop, new_session):
+    serve_with(EdgeEpollLoop, listener, config, stats, stop, new_session)

@@ -29,6 +29,7 @@ from iomodels.serving.models._blocking import accept_forever, serve_connection
 from iomodels.serving.stats import SharedCounters, Stats
 
 MODEL = ModelInfo(
+    kind="blocking", runs_in_thread=False,
     name="forking", family="blocking I/O + process per connection", section="1.1",
     waits_in="recv() in each connection's process",
     cost="a process (fork, copied page tables, memory) per connection; isolated failures")
@@ -36,7 +37,7 @@ MODEL = ModelInfo(
 _PR_SET_PDEATHSIG = 1
 
 
-def serve(listener, config, stats, stop):
+def serve(listener, config, stats, stop, new_session):
     children: set[int] = set()
     stats.children = SharedCounters()
 
@@ -60,7 +61,7 @@ def serve(listener, config, stats, stop):
             return
         if pid == 0:
             listener.close()
-            _run_child(conn, config, stats.children, os.getppid())
+            _run_child(conn, new_session(), config, stats.children, os.getppid())
         stats.processes_started += 1
         children.add(pid)
         conn.close()  # the child has its own copy
@@ -77,7 +78,7 @@ def serve(listener, config, stats, stop):
             stats.connections_open -= len(children)
 
 
-def _run_child(conn, config, totals: SharedCounters, parent_pid: int) -> None:
+def _run_child(conn, session, config, totals: SharedCounters, parent_pid: int) -> None:
     """The child: serve one connection with blocking calls, report counters, exit. Never returns."""
     status = 0
     try:
@@ -90,7 +91,7 @@ def _run_child(conn, config, totals: SharedCounters, parent_pid: int) -> None:
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             stop.request()
         stats = Stats()
-        serve_connection(conn, config, stats, stop)
+        serve_connection(conn, session, config, stats, stop)
         totals.add(stats)
     except BaseException:
         toolkit.log.exception("child process failed")

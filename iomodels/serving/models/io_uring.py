@@ -62,6 +62,7 @@ import mmap
 import os
 import signal
 import socket
+import threading
 import time
 
 from iomodels.serving import toolkit, uring
@@ -70,7 +71,9 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._sweep import Sweep
 
 MODEL = ModelInfo(
+    kind="completion",
     name="io_uring", family="asynchronous I/O, completion-based (proactor)", section="1.4",
+    variants=(("--uring-mode", "oneshot"), ("--uring-mode", "multishot")),
     waits_in="io_uring_enter(): submits a batch, waits for completions",
     cost="a buffer committed per pending receive; one system call per batch of operations",
     multi_worker=True)
@@ -111,7 +114,7 @@ class _Conn:
         self.stats = proactor.stats
         self.sock = sock
         self.fd = sock.fileno()
-        self.session = EchoSession(proactor.config.high_water, proactor.config.low_water)
+        self.session = proactor.new_session()
         self.buf = proactor.new_buffer()
         self.recv_op: uring.Completion | None = None
         self.send_size = 0  # bytes of the send in flight (0: none)
@@ -222,7 +225,8 @@ class _Conn:
 class _Proactor:
     """The loop: submit, wait for completions, call each one's handler, run timers."""
 
-    def __init__(self, ring: uring.Ring, listener: socket.socket, config, stats, stop: toolkit.Stop):
+    def __init__(self, ring: uring.Ring, listener: socket.socket, config, stats, stop: toolkit.Stop, new_session):
+        self.new_session = new_session
         self.ring, self.listener, self.config, self.stats, self.stop = ring, listener, config, stats, stop
         self.multishot = config.uring_mode == "multishot"
         self.buffers = ring.buffer_group(provided_buffer_size(config.recv_size), BUFFER_COUNT) \
@@ -329,7 +333,10 @@ class _Proactor:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # The C-level signal handler writes to this pipe, so a signal arriving just before we
         # enter the kernel still wakes the wait (Python's handler would only run after it).
-        previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        # Only the main thread takes signals (and may set the pipe): elsewhere, the stop pipe.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if in_main_thread:
+            previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         polls = {}
 
         def woken(c):
@@ -367,7 +374,8 @@ class _Proactor:
             self._finish(polls.values())
         finally:
             stats.submits = ring.submit_calls()
-            signal.set_wakeup_fd(previous_wakeup)
+            if in_main_thread:
+                signal.set_wakeup_fd(previous_wakeup)
             os.close(wake_read)
             os.close(wake_write)
 
@@ -386,9 +394,9 @@ class _Proactor:
             self.ring.submit_and_wait(0.1)
 
 
-def serve(listener, config, stats, stop):
+def serve(listener, config, stats, stop, new_session):
     ring = uring.Ring(RING_ENTRIES)
     try:
-        _Proactor(ring, listener, config, stats, stop).run()
+        _Proactor(ring, listener, config, stats, stop, new_session).run()
     finally:
         ring.close()

@@ -32,6 +32,7 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
+    kind="readiness",
     name="nonblocking", family="non-blocking I/O, busy polling", section="1.2",
     waits_in="nowhere: retries accept()/recv()/send() on every socket in a loop",
     cost="a whole core, even with no client; an EAGAIN per idle socket per pass")
@@ -39,6 +40,19 @@ MODEL = ModelInfo(
 
 class BusyLoop(ReadinessLoop):
     name = "nonblocking"
+
+    # Nothing to tell a kernel: every pass tries every socket (scan), whatever it waits for.
+    def watch(self, fd, mask):
+        pass
+
+    def rewatch(self, fd, mask):
+        pass
+
+    def unwatch(self, fd, closing=False):
+        pass
+
+    def close_waiter(self):
+        pass
 
     def wait(self, timeout):
         stats = self.stats
@@ -50,5 +64,5 @@ class BusyLoop(ReadinessLoop):
             self.next_due = 0.0  # no stop pipe to wake us: look at the flag on every pass
 
 
-def serve(listener, config, stats, stop):
-    serve_with(BusyLoop, listener, config, stats, stop)
+def serve(listener, config, stats, stop, new_session):
+    serve_with(BusyLoop, listener, config, stats, stop, new_session)

@@ -26,6 +26,7 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
+    kind="readiness",
     name="poll", family="I/O multiplexing", section="1.3", waits_in="poll()",
     cost="O(n) per call (the whole array copied and checked); no descriptor-number limit",
     multi_worker=True)
@@ -51,6 +52,9 @@ class PollLoop(ReadinessLoop):
         self.stats.wait_calls += 1
         self.dispatch(self.poller.poll(None if timeout is None else timeout * 1000))
 
+    def close_waiter(self):
+        pass  # a poll object holds no descriptor of its own
 
-def serve(listener, config, stats, stop):
-    serve_with(PollLoop, listener, config, stats, stop)
+
+def serve(listener, config, stats, stop, new_session):
+    serve_with(PollLoop, listener, config, stats, stop, new_session)

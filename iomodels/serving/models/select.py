@@ -27,16 +27,21 @@ when descriptors below 1024 free up, new clients are served again. `poll` and `e
 such limit.
 """
 
+import logging
 import select
 
+from iomodels.serving import toolkit
 from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
+    kind="readiness",
     name="select", family="I/O multiplexing", section="1.3",
     waits_in="select()",
     cost="O(n) sets copied and scanned per call; descriptors >= 1024 refused; wakes every --poll-interval",
     multi_worker=True)
+
+log = logging.getLogger("iomodels")
 
 # glibc's fd_set is 1024 bits; Python checks every descriptor against it before calling select().
 FD_SETSIZE = 1024
@@ -44,10 +49,10 @@ FD_SETSIZE = 1024
 
 class SelectLoop(ReadinessLoop):
     name = "select"
-    fd_limit = FD_SETSIZE
 
     def __init__(self, *args):
         super().__init__(*args)
+        self.refused_in_burst = 0  # connections refused since the last one that fitted
         self.readers: set[int] = set()
         self.writers: set[int] = set()
         self.poll_interval = self.config.poll_interval
@@ -63,6 +68,27 @@ class SelectLoop(ReadinessLoop):
         self.readers.discard(fd)
         self.writers.discard(fd)
 
+    def close_waiter(self):
+        pass  # select() keeps nothing in the kernel between calls
+
+    def fits(self, sock):
+        """A descriptor select() cannot hold: reset the connection, warn once per burst."""
+        fd = sock.fileno()
+        if fd < FD_SETSIZE:
+            if self.refused_in_burst:
+                log.info("select: accepting again after refusing %d connections", self.refused_in_burst)
+                self.refused_in_burst = 0
+            return True
+        self.stats.accepts += 1
+        self.stats.rejected_fd_too_high += 1
+        if not self.refused_in_burst:
+            log.warning("select: descriptor %d does not fit (FD_SETSIZE %d): refusing new connections until "
+                        "descriptors below the limit free up; %d open connections are still served",
+                        fd, FD_SETSIZE, len(self.conns))
+        self.refused_in_burst += 1
+        toolkit.abort(sock)
+        return False
+
     def wait(self, timeout):
         stats = self.stats
         stats.wait_calls += 1
@@ -76,5 +102,5 @@ class SelectLoop(ReadinessLoop):
         self.dispatch([(fd, self.READ) for fd in readable] + [(fd, self.WRITE) for fd in writable])
 
 
-def serve(listener, config, stats, stop):
-    serve_with(SelectLoop, listener, config, stats, stop)
+def serve(listener, config, stats, stop, new_session):
+    serve_with(SelectLoop, listener, config, stats, stop, new_session)

@@ -57,6 +57,7 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._readiness import ReadinessLoop, serve_with
 
 MODEL = ModelInfo(
+    kind="readiness", runs_in_thread=False,
     name="sigio", family="signal-driven I/O (Stevens' 5th model)", section="—",
     waits_in="sigtimedwait() for a real-time signal per event",
     cost="one queued signal and one system call per event, many stale; a full scan on overflow",
@@ -114,7 +115,8 @@ class SignalLoop(ReadinessLoop):
         fcntl.fcntl(fd, F_SETSIG, self.signum)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
 
-    # rewatch: a signal cannot be asked for one direction only; every change is announced.
+    def rewatch(self, fd, mask):
+        pass  # a signal cannot be asked for one direction only; every change is announced
 
     def unwatch(self, fd, closing=False):
         if not closing:  # close() itself removes the descriptor from the owner's notifications
@@ -171,5 +173,5 @@ class SignalLoop(ReadinessLoop):
         signal.pthread_sigmask(signal.SIG_SETMASK, self.old_mask)
 
 
-def serve(listener, config, stats, stop):
-    serve_with(SignalLoop, listener, config, stats, stop)
+def serve(listener, config, stats, stop, new_session):
+    serve_with(SignalLoop, listener, config, stats, stop, new_session)

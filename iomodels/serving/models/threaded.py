@@ -30,6 +30,7 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._blocking import accept_forever, serve_connection
 
 MODEL = ModelInfo(
+    kind="blocking",
     name="threaded", family="blocking I/O + thread per connection", section="1.1",
     waits_in="recv() in each connection's thread",
     cost="a thread (stack, scheduling, context switches) per connection, created per client")
@@ -38,11 +39,12 @@ MODEL = ModelInfo(
 CONNECTION_THREAD = "iomodels-connection"
 
 
-def serve(listener, config, stats, stop):
+def serve(listener, config, stats, stop, new_session):
     def start(conn):
         stats.threads_started += 1
         try:
-            toolkit.start_thread(serve_connection, conn, config, stats, stop, name=CONNECTION_THREAD)
+            toolkit.start_thread(serve_connection, conn, new_session(), config, stats, stop,
+                                 name=CONNECTION_THREAD)
         except RuntimeError as exc:  # can't start new thread: out of threads or memory
             toolkit.connection_failed(exc, stats)
             toolkit.release(conn, stats)

@@ -22,15 +22,16 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._blocking import accept_forever, serve_connection
 
 MODEL = ModelInfo(
+    kind="blocking",
     name="threadpool", family="blocking I/O + fixed thread pool", section="1.1",
     waits_in="accept() / recv() in a pool thread",
     cost="N threads, no creation per client; client N+1 waits in the accept queue")
 
 
-def serve(listener, config, stats, stop):
+def serve(listener, config, stats, stop, new_session):
     def worker():
         accept_forever(listener, config, stats, stop,
-                       lambda conn: serve_connection(conn, config, stats, stop))
+                       lambda conn: serve_connection(conn, new_session(), config, stats, stop))
 
     listener.setblocking(True)
     pool = [toolkit.start_thread(worker, name=f"pool-{i}") for i in range(config.threads)]
