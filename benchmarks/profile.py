@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procfs import user_system  # noqa: E402
+from iomodels.procstats import user_system  # noqa: E402
 from run import CLIENT_CPU, MODELS, SERVER_CPU, find_reference  # noqa: E402
 from servers import MALLOC_ENV, catalogue, start, stop  # noqa: E402
 

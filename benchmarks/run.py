@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
-from procfs import TreeSampler  # noqa: E402
+from iomodels.procstats import TreeSampler  # noqa: E402
 from servers import MALLOC_ENV, ROOT, ServerFailed, Spec, catalogue, start, stop  # noqa: E402
 
 SERVER_CPU, CLIENT_CPU = 0, 1

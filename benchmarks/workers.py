@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procfs import TreeSampler  # noqa: E402
+from iomodels.procstats import TreeSampler  # noqa: E402
 from run import find_reference  # noqa: E402
 from servers import MALLOC_ENV, catalogue, start, stop  # noqa: E402
 

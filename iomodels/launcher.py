@@ -2,8 +2,7 @@
 
 Tests, the lab and the benchmarks all start servers as real processes through `ServerProcess`:
 - the command is any server that prints the ready line `listening on HOST:PORT (model NAME)`
-  (iomodels/startup.py prints it; `READY` here is the one parser of it), or writes its port to a
-  file (`port_file=`, for servers that print nothing);
+  (iomodels/ready.py), or writes its port to a file (`port_file=`, for servers that print nothing);
 - it gets a session of its own (`new_session=True`), so a Ctrl-C in the terminal reaches the tool,
   which stops the server itself; an optional CPU set pins it; an optional RLIMIT_NOFILE bounds it;
 - `counters()` sends SIGUSR1 and reads the JSON the server rewrites (`--stats-file`);
@@ -16,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import resource
 import select
 import signal
@@ -28,8 +26,8 @@ import time
 import psutil
 
 from iomodels import procstats
+from iomodels import ready as ready_line
 
-READY = re.compile(rb"listening on \[?([\w.:]+?)\]?:(\d+) \(model (\S+)\)")
 
 
 class ServerFailed(RuntimeError):
@@ -40,12 +38,6 @@ def serve_command(model: str, *flags: str, stats_file: str | None = None) -> lis
     """`python -m iomodels serve --model MODEL --port 0 [--stats-file F] FLAGS...`."""
     stats = ["--stats-file", stats_file] if stats_file else []
     return [sys.executable, "-m", "iomodels", "serve", "--model", model, "--port", "0", *stats, *flags]
-
-
-def parse_ready(output: bytes) -> tuple[str, int, str] | None:
-    """(host, port, model) from a ready line, or None."""
-    match = READY.search(output)
-    return (match.group(1).decode(), int(match.group(2)), match.group(3).decode()) if match else None
 
 
 class ServerProcess:
@@ -90,7 +82,7 @@ class ServerProcess:
                 if not chunk:
                     break
                 output += chunk
-                if ready := parse_ready(output):
+                if ready := ready_line.parse(output):
                     return ready[0], ready[1]
         raise ServerFailed(f"{self.name} server did not start: {self.last_error() or output[-300:]!r}")
 

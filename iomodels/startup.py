@@ -3,8 +3,8 @@
 1. validate the config, check the model can run here (io_uring may be forbidden);
 2. bind and listen (one process), or hold the port and start the workers (`--workers N`);
 3. install the signal handlers, start the metrics endpoint, then print the ready line
-   `listening on HOST:PORT (model NAME)` and flush it: tools and tests wait for that line
-   (`READY_LINE` here prints it; iomodels/launcher.py is the one place that parses it);
+   `listening on HOST:PORT (model NAME)` (iomodels/ready.py) and flush it: tools and tests wait
+   for that line;
 4. run the model's `serve(listener, config, stats, stop, new_session)` (or supervise the workers) until it
    returns; write the stats file; return the exit status.
 
@@ -20,15 +20,13 @@ import os
 import signal
 import sys
 
-from iomodels import procstats
+from iomodels import procstats, ready
 from iomodels.serving import metrics, models, toolkit, workers
 from iomodels.serving.config import ConfigError, ServerConfig
 from iomodels.serving.stats import Stats
 
 log = logging.getLogger("iomodels")
 
-# The ready line: printed once, flushed, when the server accepts connections.
-READY_LINE = "listening on {host}:{port} (model {model})"
 
 
 def run(config: ServerConfig) -> int:
@@ -57,7 +55,7 @@ def run(config: ServerConfig) -> int:
     handle_signals(stop, stats, config)
     if config.metrics_port is not None:
         metrics.serve_metrics(config.host, config.metrics_port, stats)
-    print(READY_LINE.format(host=sockname[0], port=sockname[1], model=config.model), flush=True)
+    ready.announce(sockname[0], sockname[1], config.model)
     try:
         status = serve()
     finally:

@@ -2,10 +2,13 @@
 
     python asyncio_echo.py [PORT] [--uvloop] [--buffered]
 
-`--buffered`: an `asyncio.BufferedProtocol` reading into one 64 KiB buffer, as the asyncio and
-uvloop models do to bound every read; what that bound costs by itself, with nothing else."""
+`--buffered`: an `asyncio.BufferedProtocol` reading into one 64 KiB buffer, the other way to
+bound every read (the asyncio and uvloop models bound theirs with a plain Protocol, see
+iomodels/serving/models/_eventloop.py); what that way costs by itself, with nothing else."""
 import asyncio
 import sys
+
+from iomodels.ready import announce
 
 
 class Echo(asyncio.Protocol):
@@ -32,7 +35,7 @@ class BufferedEcho(asyncio.BufferedProtocol):
 async def main(port: int) -> None:
     protocol = BufferedEcho if "--buffered" in sys.argv else Echo
     server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", port)
-    print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]} (model baseline)", flush=True)
+    announce("127.0.0.1", server.sockets[0].getsockname()[1], "baseline")
     await server.serve_forever()
 
 

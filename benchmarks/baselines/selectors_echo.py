@@ -3,11 +3,13 @@ import selectors
 import socket
 import sys
 
+from iomodels.ready import announce
+
 listener = socket.create_server(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), backlog=1024)
 listener.setblocking(False)
 selector = selectors.DefaultSelector()
 selector.register(listener, selectors.EVENT_READ)
-print(f"listening on 127.0.0.1:{listener.getsockname()[1]} (model baseline)", flush=True)
+announce("127.0.0.1", listener.getsockname()[1], "baseline")
 while True:
     for key, _ in selector.select():
         if key.fileobj is listener:

@@ -2,6 +2,8 @@
 import socketserver
 import sys
 
+from iomodels.ready import announce
+
 
 class Echo(socketserver.BaseRequestHandler):
     def handle(self):
@@ -16,5 +18,5 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 with Server(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), Echo) as server:
-    print(f"listening on 127.0.0.1:{server.server_address[1]} (model baseline)", flush=True)
+    announce("127.0.0.1", server.server_address[1], "baseline")
     server.serve_forever()

@@ -1,10 +1,8 @@
 """The server's side of the bill: CPU and memory of its whole process tree, via psutil.
 
 The tree matters: the forking model does its work in children, worker models in several processes.
-CPU time of a child that exits is added to its parent's `children_user`/`children_system` when the
-parent reaps it, so summing all four fields over the live tree counts every process once (a child
-that was alive at the start and reaped before the end is counted with its whole life: a small
-overestimate, only in that case).
+CPU comes from the project's one process-tree reader (iomodels.procstats.user_system: a reaped
+child's CPU moves into its parent's, so the sum over the live tree counts every process once).
 
 Finding the children scans all of /proc, which on a busy machine takes milliseconds of the CPU the
 bench runs on; so the tree is looked up only at the window's edges, and memory sampled in between
@@ -18,6 +16,7 @@ import time
 
 import psutil
 
+from iomodels import procstats
 from iomodels.bench.errors import UsageError
 
 RSS_EVERY = 1.0  # seconds
@@ -39,13 +38,8 @@ class ServerWatch:
         """CPU used so far by the whole tree (and, as a side effect, the tree looked up afresh)."""
         with contextlib.suppress(psutil.Error):
             self.tree = [self.root, *self.root.children(recursive=True)]
-        total = 0.0
-        for process in self.tree:
-            with contextlib.suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system + times.children_user + times.children_system
         self.sample_rss(force=True)
-        return total
+        return sum(procstats.user_system(self.root.pid))
 
     def sample_rss(self, force: bool = False) -> None:
         now = time.monotonic()

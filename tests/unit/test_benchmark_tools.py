@@ -1,4 +1,4 @@
-"""benchmarks/: the /proc sampler and the ratio arithmetic of the report (no benchmark is run)."""
+"""The /proc CPU sampler (iomodels.procstats) and benchmarks/' ratio arithmetic (no benchmark is run)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from iomodels import procstats
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-procfs = pytest.importorskip("procfs")
 report = pytest.importorskip("report")
 
 
 def test_the_sampler_sees_this_process_burn_cpu():
-    with procfs.TreeSampler(os.getpid(), interval=0.02) as sampler:
+    with procstats.TreeSampler(os.getpid(), interval=0.02) as sampler:
         time.sleep(0.05)
         started, cpu_before = time.monotonic(), time.process_time()
         # Burn 0.3 s of CPU, however long a loaded machine takes to give it (bounded).
@@ -34,7 +35,7 @@ def test_the_tree_holds_children():
         time.sleep(2)
         os._exit(0)
     try:
-        assert {os.getpid(), pid} <= procfs.descendants(os.getpid())
+        assert {os.getpid(), pid} <= procstats.descendants(os.getpid())
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)

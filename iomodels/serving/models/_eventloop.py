@@ -8,10 +8,10 @@ reading.
 
 Protocols rather than streams: a callback per chunk costs one Python call, where streams add a
 coroutine, a future and a reader buffer per read. A plain `Protocol` rather than a
-`BufferedProtocol` that would read into one buffer of ours: measured at 100 connections x 64 B,
-the buffered kind costs 3-5 % more CPU per request on its own (the `asyncio Buffered` and
-`uvloop Buffered` baselines of BENCHMARKS.md: one more Python call per read, `get_buffer`, and a
-copy out of the shared buffer), and it would buy only a bound on each read. That bound is kept
+`BufferedProtocol` that would read into one buffer of ours: the buffered kind pays one more
+Python call per read (`get_buffer`) and a copy out of the shared buffer (BENCHMARKS.md measures
+it: the `asyncio Buffered` and `uvloop Buffered` baselines), and it would buy only a bound on
+each read. That bound is kept
 where it is free: asyncio's transport reads `max_size` bytes per `recv` (256 KiB by default), set
 here to `--recv-size`. uvloop reads into libuv's own 256 KiB buffer and hands us a bytes object of
 what arrived, which nothing can bound: a peer about to be paused may bring in up to that much
@@ -25,7 +25,7 @@ read cannot grow our memory.
 We accept connections ourselves and hand each socket to the loop (`connect_accepted_socket`),
 rather than `create_server`: out of descriptors, asyncio 3.11 retries the failing accept() up to
 `backlog` times per wake-up (thousands of failed calls a second), and libuv silently accepts and
-drops the waiting peers. Our accept goes through the same `AcceptBackoff` and `admit` as every
+drops the waiting peers. Our accept goes through the same `Acceptor` and `admit` as every
 other model. Stopping follows serving/toolkit.py: `stop.fileno()` is watched like any other descriptor;
 when it fires we stop watching the listener, open connections may finish until `stop.deadline`,
 and whatever is left is aborted.

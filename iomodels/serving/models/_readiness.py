@@ -7,13 +7,13 @@ how the process learns which sockets it can use without blocking. Everything els
 - a `Connection` (socket, `EchoSession`, the ticks `_sweep.Sweep` counts) per descriptor, in a dict;
 - what a connection wants to wait for, derived from its session after every call: readable unless
   back-pressure paused it (or the peer finished sending), writable only while output is pending;
-- accepting, with `toolkit.AcceptBackoff` when descriptors run out (the listener leaves the wait set
-  for the pause, so a full accept queue cannot spin us) and `toolkit.admit`;
+- accepting, through `toolkit.Acceptor` (when descriptors run out the listener leaves the wait
+  set for the pause, so a full accept queue cannot spin us) and `toolkit.admit`;
 - `--idle-timeout` and `--max-connection-age` (the shared `Sweep`), the drain on stop, closing;
 - the hot path: a request on a connection with nothing queued (the common case by far) is read
   into one reused buffer and answered with one `send`, counters added once per wake-up (`echo`,
-  `dispatch`); everything else takes the general path (`service`). That cut the Python (user)
-  CPU per request by 40-50 % (BENCHMARKS.md, "Where the time goes").
+  `dispatch`); everything else takes the general path (`service`). The saving is measured in
+  BENCHMARKS.md ("Where the time goes").
 
 A model subclasses `ReadinessLoop` and supplies the wait: `watch`/`rewatch`/`unwatch` (what the
 kernel should report for a descriptor) and `wait(timeout)`, which waits and hands what is ready to
