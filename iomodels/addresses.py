@@ -23,6 +23,7 @@ DEFAULT_PORT = 8099
 PORT_SHARE = 0.75
 # 127.0.0.1 .. 127.0.0.250: the addresses the policy may use.
 LAST_SOURCE = 250
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -64,6 +65,11 @@ class SourceAddresses:
         if self.addresses > LAST_SOURCE:
             raise ValueError(f"{total} connections would need {self.addresses} loopback source addresses")
 
+    @classmethod
+    def widest(cls, host: str) -> "SourceAddresses":
+        """The plan for as many connections as the loopback source addresses can hold."""
+        return cls(host, LAST_SOURCE * max(1, int(ephemeral_ports() * PORT_SHARE)))
+
     def address(self, index: int) -> str | None:
         """None: let the kernel choose (no spreading needed)."""
         return f"127.0.0.{1 + index // self.per_address}" if self.spread else None
@@ -74,6 +80,17 @@ class SourceAddresses:
         return (f"connections spread over {self.addresses} loopback source addresses "
                 f"(127.0.0.1-127.0.0.{self.addresses}): one source address holds about "
                 f"{self.per_address} connections to one port (ip_local_port_range)")
+
+
+def bind_source(sock: socket.socket, source: str | None) -> None:
+    """Bind `sock` to a source address before connect(), or leave it to the kernel (None).
+
+    IP_BIND_ADDRESS_NO_PORT lets bind() choose only the address and leave the port to connect(),
+    which can then reuse a port towards a different destination.
+    """
+    if source is not None:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
 
 
 def source_address(number: int) -> str | None:

@@ -9,6 +9,11 @@ traceback, and that it left no child process behind.
 from __future__ import annotations
 
 import contextlib
+import json
+import resource
+import textwrap
+import os
+import signal
 import socket
 import sys
 import time
@@ -66,6 +71,21 @@ def start_command(cmd: list[str], name: str, nofile: int | None = None, ready_ti
         return RunningServer(cmd, name, nofile=nofile, env=env, ready_timeout=ready_timeout)
     except ServerFailed as exc:
         raise AssertionError(f"server {cmd} did not become ready: {exc}") from None
+
+
+def read_stats_file(path) -> dict:
+    """The counters a server wrote to its `--stats-file` (at exit, or on SIGUSR1)."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_counters(server: ServerProcess, path) -> dict:
+    """Ask a server started with `--stats-file path` for its counters now (SIGUSR1) and read them."""
+    if os.path.exists(path):
+        os.unlink(path)
+    os.kill(server.pid, signal.SIGUSR1)
+    assert wait_until(lambda: os.path.exists(path), timeout=10), "no stats file after SIGUSR1"
+    return read_stats_file(path)
 
 
 def connect(address, rcvbuf: int | None = None, timeout: float = 10.0) -> socket.socket:
@@ -173,3 +193,20 @@ def variants(names: list[str]):
 
     return [pytest.param(name, flags, id="-".join([name, *flags[1::2]]))
             for name in names for flags in models.info(name).variants]
+
+
+def patched_env(tmp_path, code: str) -> dict:
+    """Environment for a child Python that runs `code` at start-up (a sitecustomize module): for
+    what must hold in a server process from its first line (a ring size, the collector off)."""
+    folder = tmp_path / "site"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(textwrap.dedent(code))
+    path = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path}
+
+
+def raise_own_fd_limit(wanted: int) -> None:
+    """Let this test process hold `wanted` sockets (the soft limit is often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))

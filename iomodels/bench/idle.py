@@ -5,8 +5,6 @@ Two limits stand between a client and thousands of connections to one server por
   hard limit without privileges, so each worker does; beyond the hard limit we say so and stop.
 - The 4-tuple: one source address holds about 28,000 connections to one server port, so
   connections are spread over loopback source addresses (iomodels/addresses.py, the one policy).
-  IP_BIND_ADDRESS_NO_PORT lets bind() choose only the address and leave the port to connect(),
-  which can then reuse a port towards a different destination.
 
 Idle connections are connected, then held silent: they cost the server whatever its model pays per
 open connection (a thread, a process, an entry in its interest set) without any traffic.
@@ -20,10 +18,9 @@ import os
 import resource
 import socket
 
-from iomodels.addresses import SourceAddresses
+from iomodels.addresses import SourceAddresses, bind_source
 from iomodels.bench.errors import BenchError
 
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 FD_MARGIN = 64  # descriptors a worker needs besides its sockets (pipes, epoll, libraries)
 
 
@@ -62,9 +59,7 @@ def new_socket(family: int, source: str | None) -> socket.socket:
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if source is not None:
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((source, 0))
+        bind_source(sock, source)
     except BaseException:
         sock.close()
         raise

@@ -12,10 +12,10 @@ import selectors
 import socket
 import time
 
-from iomodels.addresses import LAST_SOURCE, SourceAddresses, ephemeral_ports
+from iomodels.addresses import SourceAddresses, bind_source
 
-# Every lab crowd fits this plan: the spreading starts where one source address runs short.
-SOURCES = SourceAddresses("127.0.0.1", LAST_SOURCE * ephemeral_ports())
+# The widest plan: every lab crowd fits it, and spreading starts where one source address runs short.
+SOURCES = SourceAddresses.widest("127.0.0.1")
 
 
 def connect(address: tuple[str, int], timeout: float = 5.0, index: int = 0) -> socket.socket:
@@ -23,9 +23,7 @@ def connect(address: tuple[str, int], timeout: float = 5.0, index: int = 0) -> s
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        source = SOURCES.address(index)
-        if source is not None:
-            sock.bind((source, 0))
+        bind_source(sock, SOURCES.address(index))
         sock.settimeout(timeout)
         sock.connect(address)
     except BaseException:

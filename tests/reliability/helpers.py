@@ -19,20 +19,24 @@ import time
 import pytest
 
 from tests import support
+from tests.support import read_stats_file as read_stats  # noqa: F401  (the scenarios' name)
 from tests.support import ALL_MODELS, CONCURRENT_MODELS
 
 ONE_AT_A_TIME = "the iterative blocking server serves one client at a time, by its nature"
-# Models that wait for readiness or completion of many sockets in one thread (the issue's
-# "event-driven models"); the others block a thread or process per connection, or spin.
-EVENT_DRIVEN = ["select", "poll", "epoll", "epoll-et", "sigio", "asyncio", "uvloop", "io_uring"]
+# Models that wait for readiness or completion of many sockets in one thread ("event-driven": the
+# ones that can also share a port between worker processes); the others block a thread or process
+# per connection, or spin.
+EVENT_DRIVEN = support.models_where(multi_worker=True)
 LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
 def per_model(exclude: dict[str, str] | None = None, only: list[str] | None = None,
-              only_reason: str = "") -> list:
-    """Every registered model as a parameter; those in `exclude` (or not in `only`) skipped as
-    not applicable, with the reason."""
+              only_reason: str = "", not_concurrent: str | None = None) -> list:
+    """Every registered model as a parameter; those in `exclude` (or not in `only`, or, with
+    `not_concurrent`, those that serve one client at a time) skipped as not applicable, with the reason."""
     exclude = dict(exclude or {})
+    if not_concurrent is not None:
+        exclude.update({name: f"{ONE_AT_A_TIME}{not_concurrent}" for name in ALL_MODELS if not concurrent(name)})
     if only is not None:
         exclude.update({name: only_reason for name in ALL_MODELS if name not in only})
     return [pytest.param(name, marks=pytest.mark.skip(reason=f"not applicable: {exclude[name]}"))
@@ -92,11 +96,6 @@ def settled_fds(server: support.RunningServer, timeout: float = 10.0) -> int:
 
     support.wait_until(steady, timeout=timeout, interval=0)
     return samples[-1][0]
-
-
-def read_stats(path) -> dict:
-    with open(path) as f:
-        return json.load(f)
 
 
 def serves(server: support.RunningServer, message: bytes = b"still serving", timeout: float = 5.0) -> bool:

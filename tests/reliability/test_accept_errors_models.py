@@ -26,7 +26,7 @@ from tests.reliability.test_accept_errors import BACK_OFF, BUGS, SKIPPED
 pytestmark = [pytest.mark.scenario(2), pytest.mark.timeout(60)]
 
 BLOCKING_FAMILY = {name: "the blocking family shares one accept loop: see test_accept_errors.py"
-                   for name in ("blocking", "threaded", "forking", "threadpool")}
+                   for name in support.models_where(kind="blocking")}
 PYTHON_ACCEPT = per_model({
     **BLOCKING_FAMILY,
     "io_uring": "the kernel accepts: see test_io_uring_accept_completion_errors"})

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests import support
-from tests.reliability.helpers import ONE_AT_A_TIME, HashingReader, concurrent, per_model, read_stats, run_all
+from tests.reliability.helpers import HashingReader, concurrent, per_model, read_stats, run_all
 
 HIGH_WATER = 64 * 1024
 # The issue pushes 32 MiB per client; 16 MiB is still four times what the kernel can hold for a
@@ -36,8 +36,8 @@ def _tag(i: int) -> bytes:
 
 @pytest.mark.scenario(3)
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("model", per_model({
-    "blocking": f"{ONE_AT_A_TIME}; its one-client back-pressure is in tests/conformance"}))
+@pytest.mark.parametrize("model", per_model(
+    not_concurrent="; its one-client back-pressure is in tests/conformance"))
 def test_clients_that_never_read(serve, model, record_property):
     """Scenario 3. 20 clients with a 4 KiB receive buffer each push 16 MiB without reading.
     Pass: server RSS grows by less than 2 x high-water x clients + 8 MiB while they do not read;

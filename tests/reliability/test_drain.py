@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from tests import support
-from tests.reliability.helpers import ONE_AT_A_TIME, per_model, run_all
+from tests.reliability.helpers import per_model, run_all
 
 ACTIVE, IDLE = 50, 10
 DRAIN = 3.0  # the default: the streams need about one second after the signal
@@ -38,8 +38,8 @@ def _refused(server) -> bool:
 
 @pytest.mark.scenario(10)
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("model", per_model({
-    "blocking": f"{ONE_AT_A_TIME}: 50 streams cannot be active at once"}))
+@pytest.mark.parametrize("model", per_model(
+    not_concurrent=": 50 streams cannot be active at once"))
 def test_sigterm_drains_active_streams(serve, model, record_property):
     """Scenario 10. 50 clients streaming (request/reply, 40 x 2 KiB with pauses) and 10 idle ones;
     SIGTERM mid-stream, `--drain-timeout 3`. Pass: new connections are refused (bounded wait),

@@ -14,15 +14,15 @@ import time
 import pytest
 
 from tests import support
-from tests.reliability.helpers import ONE_AT_A_TIME, per_model, read_stats, serves
+from tests.reliability.helpers import per_model, read_stats, serves
 
 pytestmark = [pytest.mark.scenario(1), pytest.mark.timeout(120)]
 
 HELD, MORE, WINDOW = 100, 50, 5.0
 
 
-@pytest.mark.parametrize("model", per_model({
-    "blocking": f"{ONE_AT_A_TIME}: it holds one connection and never runs out of descriptors"}))
+@pytest.mark.parametrize("model", per_model(
+    not_concurrent=": it holds one connection and never runs out of descriptors"))
 def test_emfile_storm_backs_off_then_recovers(serve, model, tmp_path, record_property):
     """Scenario 1. Under RLIMIT_NOFILE=64, 100 clients hold connections and 50 more connect.
     Pass: failed accept() calls stay in the tens (< 100) over the 5 s storm and the recovery, at

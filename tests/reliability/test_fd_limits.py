@@ -13,7 +13,7 @@ import re
 import pytest
 
 from tests import support
-from tests.reliability.helpers import ONE_AT_A_TIME, per_model, read_stats
+from tests.reliability.helpers import per_model, read_stats
 
 CLIENTS = 40
 # Descriptors 3..1002 taken before the server starts: its own (listener, stop pipe, epoll...)
@@ -35,8 +35,8 @@ def _request_or_refused(server, message: bytes):
 
 @pytest.mark.scenario(11)
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("model", per_model({
-    "blocking": f"{ONE_AT_A_TIME}: it holds one connection, so it never reaches descriptor 1024"}))
+@pytest.mark.parametrize("model", per_model(
+    not_concurrent=": it holds one connection, so it never reaches descriptor 1024"))
 def test_descriptors_past_1024(serve, model, tmp_path, record_property):
     """Scenario 11. The server starts with 1000 descriptors open; 40 clients connect and stay.
     Pass: select serves those below 1024 and refuses the rest cleanly (counted, one warning per

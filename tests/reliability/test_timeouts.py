@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests import support
-from tests.reliability.helpers import ONE_AT_A_TIME, concurrent, per_model, read_stats, settled_fds, total_fds
+from tests.reliability.helpers import concurrent, per_model, read_stats, settled_fds, total_fds
 
 IDLE = 1.0
 
@@ -100,7 +100,7 @@ class Drip(threading.Thread):
 
 @pytest.mark.scenario(6)
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("model", per_model({"blocking": ONE_AT_A_TIME}))
+@pytest.mark.parametrize("model", per_model(not_concurrent=""))
 def test_slow_drip_is_limited_by_max_connection_age(serve, model, tmp_path, record_property):
     """Scenario 6. `--max-connections 10 --idle-timeout 1 --max-connection-age 3`; 9 clients each
     send one byte every 0.3 s. Pass: every dripping connection is closed by its age (counted in

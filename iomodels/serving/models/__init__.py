@@ -38,6 +38,8 @@ class ModelInfo:
     # serve() can run in a thread of another program (a test hands it a session in-process); not
     # forking (it forks its caller) nor sigio (its signals go to the whole process).
     runs_in_thread: bool = True
+    # No read brings in more than --recv-size (uvloop cannot: libuv reads into its own buffer).
+    bounded_reads: bool = True
     # The sets of flags it runs in, each a variant to test (io_uring: its two receive modes).
     variants: tuple[tuple[str, ...], ...] = ((),)
 

@@ -11,8 +11,8 @@ connection completes its handshake in the kernel's accept queue (the backlog) an
 unanswered, until the first client leaves. This server is "deaf" by construction; that is the
 point the tutorial makes, and `tests/conformance` shows it.
 
-What it costs: one thread and almost nothing else; zero CPU while it waits. What it gets wrong:
-concurrency. One slow or idle client stops everyone. `--max-connections` and the drain on SIGTERM
+What it costs: one thread and almost nothing else; zero CPU while it waits. How it fails: by
+going deaf, as above. One slow or idle client stops everyone. `--max-connections` and the drain on SIGTERM
 still apply; `--idle-timeout` is what keeps a silent client from holding the server forever.
 """
 

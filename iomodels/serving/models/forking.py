@@ -16,6 +16,8 @@ each child grows towards the parent's size. Creation per client is the most expe
 family (the lab measures it), and the process table and memory are the limits. What it buys:
 isolation: a child that crashes takes only its own client with it (the model nginx and Apache's
 prefork keep for that reason). Counters of a child reach the parent when the child exits.
+How it fails: out of processes or memory, `fork()` fails (EAGAIN, ENOMEM); that client's
+connection is closed and counted, and the clients already served keep their children.
 """
 
 import contextlib

@@ -9,7 +9,7 @@ What it costs: N threads, whatever the number of clients, and no thread creation
 tutorial's remedy for thread-per-connection ("reduce how often threads are created and destroyed,
 keep a reasonable number, let idle threads take new work").
 
-What it gets wrong, and what it demonstrates: the pool is a limit. With N clients connected (even
+How it fails, and what it demonstrates: the pool is a limit. With N clients connected (even
 idle ones) every thread is busy, and client N+1 completes its TCP handshake but waits in the
 kernel's accept queue, unanswered, until one of the N leaves. `--idle-timeout` bounds that wait;
 "a pool only relieves the pressure up to its size" is what the lab measures.

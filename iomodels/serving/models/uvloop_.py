@@ -26,7 +26,7 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._eventloop import serve_on
 
 MODEL = ModelInfo(
-    kind="event loop",
+    kind="event loop", bounded_reads=False,
     name="uvloop", family="event loop on libuv (readiness, reactor)", section="1.3",
     waits_in="epoll_wait() inside libuv",
     cost="one thread for all connections; loop machinery in C, our callback in Python",

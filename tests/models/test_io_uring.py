@@ -18,7 +18,7 @@ import pytest
 
 from iomodels import cli
 from tests import support
-from tests.eventloops.helpers import patched_env, read_final_counters
+
 from tests.reliability.helpers import fill_until_stalled, reset, settled_fds
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,7 +78,7 @@ def test_both_modes_batch_submissions_under_concurrency(serve, mode, tmp_path):
         thread.join(90)
     assert not failures
     assert server.stop() == 0
-    counters = read_final_counters(stats_file)
+    counters = support.read_stats_file(stats_file)
     assert counters["completions"] >= 2 * clients * rounds
     assert counters["submits"] < counters["completions"], counters
 
@@ -106,7 +106,7 @@ def test_multishot_survives_running_out_of_provided_buffers(serve, tmp_path):
     The server is stopped (SIGSTOP) while 50 clients send, so their data is all waiting when it
     resumes, and two buffers cannot take it at once.
     """
-    server = serve("io_uring", "--uring-mode", "multishot", env=patched_env(tmp_path, TWO_BUFFERS))
+    server = serve("io_uring", "--uring-mode", "multishot", env=support.patched_env(tmp_path, TWO_BUFFERS))
     socks = [server.connect() for _ in range(50)]
     try:
         for round_ in range(3):
@@ -129,7 +129,7 @@ def test_multishot_survives_running_out_of_provided_buffers(serve, tmp_path):
 @pytest.mark.parametrize("mode", ["oneshot", "multishot"])
 def test_a_full_submission_queue_loses_nothing(serve, mode, tmp_path):
     """An 8-entry ring and 50 clients with data at once: prepare must flush a full queue, not drop."""
-    env = patched_env(tmp_path, "from iomodels.serving.models import io_uring\nio_uring.RING_ENTRIES = 8\n")
+    env = support.patched_env(tmp_path, "from iomodels.serving.models import io_uring\nio_uring.RING_ENTRIES = 8\n")
     server = serve("io_uring", "--uring-mode", mode, env=env)
     socks = [server.connect() for _ in range(50)]
     try:
@@ -158,7 +158,7 @@ def test_multishot_replies_to_a_big_message_in_few_sends(serve, tmp_path):
             data = bytes(range(256)) * 256
             assert support.request(sock, data[n:] + data[:n]) == (data[n:] + data[:n]).upper()
     assert server.stop() == 0
-    counters = read_final_counters(stats_file)
+    counters = support.read_stats_file(stats_file)
     assert counters["recv_calls"] >= 32 * rounds, counters
     assert counters["send_calls"] * 4 < counters["recv_calls"], counters
 
@@ -168,7 +168,7 @@ def test_a_closed_connection_frees_its_memory_without_the_cycle_collector(serve,
     """With the cycle collector off, 80 peers that stall the server (output it cannot deliver)
     and then reset leave no memory behind: what a connection holds goes when it closes."""
     server = serve("io_uring", "--uring-mode", mode, "--high-water", "64K", "--low-water", "16K",
-                   env=patched_env(tmp_path, "import gc\ngc.disable()\n"))
+                   env=support.patched_env(tmp_path, "import gc\ngc.disable()\n"))
 
     def stall_and_reset(count):
         for _ in range(count):

@@ -6,6 +6,7 @@ nothing scheduled does not wake up at all; a busy-polling one never waits and fa
 
 from __future__ import annotations
 
+import json
 import random
 import resource
 import threading
@@ -14,7 +15,6 @@ import time
 import pytest
 
 from tests import support
-from tests.readiness.helpers import read_counters
 from tests.support import request
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,16 +25,20 @@ def test_nonblocking_never_waits_and_counts_every_eagain(serve, tmp_path):
     server = serve("nonblocking", "--stats-file", path)
     with server.connect() as idle:
         assert request(idle, b"hello") == b"HELLO"
-        first = read_counters(server, path)["recv_eagain"]
-        assert support.wait_until(lambda: read_counters(server, path)["recv_eagain"] > first + 1000)
-        counters = read_counters(server, path)
+        first = support.read_counters(server, path)["recv_eagain"]
+        assert support.wait_until(lambda: support.read_counters(server, path)["recv_eagain"] > first + 1000)
+        counters = support.read_counters(server, path)
     assert counters["wait_calls"] == 0
     assert counters["recv_calls"] - counters["recv_eagain"] == 1  # the one recv that found "hello"
     assert counters["empty_wakeups"] > 1000  # passes that found nothing to do
     assert counters["loop_iterations"] >= counters["recv_calls"]
 
 
-@pytest.mark.parametrize("model", ["poll", "epoll", "epoll-et", "sigio"])
+# select wakes every --poll-interval by design (its own test below).
+SLEEPERS = [name for name in support.models_where(kind="readiness", multi_worker=True) if name != "select"]
+
+
+@pytest.mark.parametrize("model", SLEEPERS)
 def test_event_driven_models_sleep_while_idle(serve, model, tmp_path):
     path = str(tmp_path / "stats.json")
     server = serve(model, "--stats-file", path)
@@ -42,9 +46,9 @@ def test_event_driven_models_sleep_while_idle(serve, model, tmp_path):
         assert request(idle, b"hello") == b"HELLO"
         # The reply goes out before the loop turns back to its wait: let it get there first.
         support.wait_until(lambda: False, timeout=0.5)
-        before = read_counters(server, path)
+        before = support.read_counters(server, path)
         time.sleep(1.0)
-        after = read_counters(server, path)
+        after = support.read_counters(server, path)
     # Nothing is scheduled (no timeouts): no wake-up at all, except that sigio's wait, made through
     # ctypes, returns with EINTR for the SIGUSR1 that asks for the counters.
     assert after["wait_calls"] - before["wait_calls"] <= (1 if model == "sigio" else 0)
@@ -56,8 +60,8 @@ def test_select_wakes_every_poll_interval_and_counts_empty_wakeups(serve, tmp_pa
     server = serve("select", "--poll-interval", "0.05", "--stats-file", path)
     with server.connect() as idle:
         assert request(idle, b"hello") == b"HELLO"
-        assert support.wait_until(lambda: read_counters(server, path)["empty_wakeups"] >= 5)
-        counters = read_counters(server, path)
+        assert support.wait_until(lambda: support.read_counters(server, path)["empty_wakeups"] >= 5)
+        counters = support.read_counters(server, path)
     assert counters["recv_eagain"] == 0  # it only calls recv() on what select() said is ready
 
 
@@ -89,3 +93,26 @@ def _chatter(address, client_id: int, results: dict) -> None:
         results[client_id] = "ok"
     except (OSError, AssertionError) as exc:
         results[client_id] = repr(exc)
+
+
+@pytest.mark.parametrize("model, flags", support.variants(
+    support.models_where(kind="event loop") + support.models_where(kind="completion")))
+def test_event_loop_counters_show_the_loop_at_work(serve, model, flags, tmp_path):
+    stats_file = str(tmp_path / "stats.json")
+    server = serve(model, *flags, "--stats-file", stats_file)
+    requests = 100
+    with server.connect() as sock:
+        for _ in range(requests):
+            request(sock, b"count me")
+    assert server.stop() == 0
+    counters = support.read_stats_file(stats_file)
+    assert counters["bytes_in"] == counters["bytes_out"] == requests * len(b"count me")
+    assert counters["loop_iterations"] >= requests
+    assert counters["events"] >= requests
+    if model == "io_uring":  # a receive and a send complete per request, submitted in batches
+        assert counters["completions"] >= 2 * requests
+        assert 0 < counters["submits"] <= counters["completions"]
+    else:
+        assert counters["submits"] == counters["completions"] == 0
+    print(model, flags, json.dumps({k: counters[k] for k in (
+        "loop_iterations", "wait_calls", "events", "submits", "completions")}))

@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from tests import support
-from tests.readiness.helpers import raise_own_fd_limit, read_final_counters
+
 from tests.support import request
 
 pytestmark = pytest.mark.timeout(180)
@@ -30,7 +30,7 @@ def connect_quietly(server) -> socket.socket | None:
 
 
 def test_descriptors_past_fd_setsize_are_refused_and_the_server_lives_on(serve, tmp_path):
-    raise_own_fd_limit(CLIENTS + 200)
+    support.raise_own_fd_limit(CLIENTS + 200)
     stats_file = str(tmp_path / "stats.json")
     server = serve("select", "--stats-file", stats_file, nofile=CLIENTS + 500)
     clients = []
@@ -54,6 +54,6 @@ def test_descriptors_past_fd_setsize_are_refused_and_the_server_lives_on(serve, 
     assert server.stop() == 0
     log = server.stderr()
     assert log.count(WARNING) == 1, f"expected one warning for the burst, got:\n{log[-3000:]}"
-    counters = read_final_counters(stats_file)
+    counters = support.read_stats_file(stats_file)
     assert counters["rejected_fd_too_high"] >= CLIENTS - 1024
     assert counters["internal_errors"] == 0
