@@ -1,7 +1,9 @@
 """The tutorial's busy-polling server (section 1.2), kept as the tutorial wrote it: a real peer for
-our client. Only changes: the port comes from argv (0 = any) and is printed; its debug print of the
+our client. Only changes: the port comes from argv (0 = any) and announced with the project's ready line; its debug print of the
 connection list is dropped. It spins a core while it runs: tests keep it short."""
 import sys
+
+from iomodels.ready import announce
 from socket import *
 
 server = socket(AF_INET, SOCK_STREAM)
@@ -9,7 +11,7 @@ server.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)
 server.bind(('127.0.0.1', int(sys.argv[1])))
 server.listen(5)
 server.setblocking(False)
-print('listening on 127.0.0.1:%d (model tutorial-nonblocking)' % server.getsockname()[1], flush=True)
+announce('127.0.0.1', server.getsockname()[1], 'tutorial-nonblocking')  # the project's ready line
 
 rlist = []
 wlist = []

@@ -1,7 +1,10 @@
 """The tutorial's select server (section 1.3), kept as the tutorial wrote it: a real peer for our
-client. Only changes: the port comes from argv (0 = any) and is printed; prints go to stderr.
+client. Only changes: the port comes from argv (0 = any) and is announced with the project's
+ready line; prints go to stderr.
 Its bugs (it ignores partial sends) are the tutorial's; tests use messages it handles."""
 import sys
+
+from iomodels.ready import announce
 from socket import *
 import select
 
@@ -10,7 +13,7 @@ server.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)
 server.bind(('127.0.0.1', int(sys.argv[1])))
 server.listen(5)
 server.setblocking(False)
-print('listening on 127.0.0.1:%d (model tutorial-select)' % server.getsockname()[1], flush=True)
+announce('127.0.0.1', server.getsockname()[1], 'tutorial-select')  # the project's ready line
 
 rlist = [server, ]
 wlist = []
