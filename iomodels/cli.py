@@ -142,18 +142,26 @@ def _explain(args) -> int:
 def _add_client(sub) -> None:
     p = sub.add_parser(
         "client", help="talk to an uppercase-echo server",
-        description="Interactive client, like the tutorial's ('>>: ' prompt; empty lines are skipped). "
-                    "When stdin is not a terminal, sends each line and prints each reply, one per line.")
+        description="Interactive client, like the tutorial's ('>>: ' prompt with line editing and history; "
+                    "empty lines are skipped). When stdin is not a terminal, sends each line and prints each "
+                    "reply, one per line; --raw passes bytes through untouched. Every reply is checked: one that "
+                    "is not the request uppercased, or late, ends the client with status 1.")
     p.add_argument("address", type=parse_address, metavar="HOST:PORT")
     p.add_argument("--message", "-M", default=None, help="send this one message, print the reply, exit")
+    p.add_argument("--raw", action="store_true",
+                   help="pass stdin's bytes to the server untouched (no lines, no decoding) and the replies' "
+                        "bytes to stdout")
+    p.add_argument("--history", metavar="FILE", default=None,
+                   help="at a terminal: keep the line history in FILE across sessions (default: this session only)")
     p.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
-                   help="give up on a reply after this long (default: 10)")
+                   help="give up when a whole reply has not arrived this long after its request (default: 10)")
     p.set_defaults(func=_client)
 
 
 def _client(args) -> int:
     from iomodels.client import echo
-    return echo.main(args.address, message=args.message, timeout=args.timeout)
+    return echo.main(args.address, message=args.message, timeout=args.timeout, raw=args.raw,
+                     history=args.history)
 
 
 def _add_bench(sub) -> None:

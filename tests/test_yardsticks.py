@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -88,41 +87,12 @@ def test_loadgen_against_a_python_model(yardsticks, serve):
     assert status == 0 and result["requests"] > 0 and result["mismatches"] == 0
 
 
-class WrongServer:
-    """A loopback server answering with `answer(data)` instead of data.upper()."""
-
-    def __init__(self, answer):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.answer = answer
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    def _echo(self, conn):
-        with conn:
-            try:
-                while data := conn.recv(65536):
-                    conn.sendall(self.answer(data))
-            except OSError:
-                pass
-
-    def close(self):
-        self.listener.close()
-
-
 @pytest.mark.parametrize("answer, counter", [
     (lambda data: data, "mismatches"),  # not uppercased
     (lambda data: data.upper() + b"!", "protocol_errors"),  # a byte nobody asked for
 ])
 def test_loadgen_catches_a_wrong_server(yardsticks, answer, counter):
-    server = WrongServer(answer)
+    server = support.WrongServer(answer)
     try:
         status, result = loadgen(yardsticks, server.port, "-c", "1", "-s", "64", "-t", "0.3", "-w", "0")
     finally:
