@@ -54,7 +54,11 @@ def _add_serve(sub) -> None:
     p.add_argument("--port", "-p", type=int, default=DEFAULT_PORT,
                    help=f"port to bind (default: {DEFAULT_PORT}; 0 picks a free port and prints it)")
     p.add_argument("--backlog", type=int, default=1024, help="listen() backlog (default: 1024)")
-    p.add_argument("--threads", type=int, default=4, help="threadpool: number of pool threads (default: 4)")
+    # The options only some models read default to None here: given, they are checked against the
+    # model (a warning if it does not read them); not given, ServerConfig's default applies.
+    defaults = ServerConfig()
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"threadpool: number of pool threads (default: {defaults.threads})")
     p.add_argument("--workers", type=int, default=1,
                    help="event-driven models: processes sharing the port with SO_REUSEPORT (default: 1)")
     p.add_argument("--max-connections", type=int, default=None, metavar="N",
@@ -69,13 +73,14 @@ def _add_serve(sub) -> None:
                    help="stop reading from a peer with more unsent output than this (default: 256K)")
     p.add_argument("--low-water", type=parse_size, default=None, metavar="BYTES",
                    help="resume reading once its unsent output is down to this (default: 64K)")
-    p.add_argument("--poll-interval", type=_positive_float, default=0.5, metavar="SECONDS",
-                   help="select: the timeout of each select() call (default: 0.5, as in the tutorial)")
+    p.add_argument("--poll-interval", type=_positive_float, default=None, metavar="SECONDS",
+                   help=f"select: the timeout of each select() call (default: {defaults.poll_interval}, "
+                        "as in the tutorial)")
     p.add_argument("--uring-mode", choices=URING_MODES, default=None,
                    help="io_uring: one recv per completion, or multishot recv with a buffer ring "
-                        "(default: multishot)")
-    p.add_argument("--recv-size", type=parse_size, default=65536, metavar="BYTES",
-                   help="bytes asked of each recv (default: 64K)")
+                        f"(default: {defaults.uring_mode})")
+    p.add_argument("--recv-size", type=parse_size, default=None, metavar="BYTES",
+                   help="bytes asked of each recv; not uvloop, which reads into libuv's buffer (default: 64K)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="expose the counters in Prometheus' text format on this port")
     p.add_argument("--stats-file", default=None, metavar="PATH",
@@ -86,18 +91,22 @@ def _add_serve(sub) -> None:
 
 def _serve(args) -> int:
     from iomodels import startup
+    from iomodels.serving import models
     defaults = ServerConfig()
     # Give one mark and the other follows it, so '--high-water 4K' alone is valid.
     high = args.high_water if args.high_water is not None else max(defaults.high_water, args.low_water or 0)
     low = args.low_water if args.low_water is not None else min(defaults.low_water, high // 4)
+    given = {option: getattr(args, option) for option in models.tunable() if getattr(args, option) is not None}
     config = ServerConfig(
-        model=args.model, host=args.host, port=args.port, backlog=args.backlog, threads=args.threads,
+        model=args.model, host=args.host, port=args.port, backlog=args.backlog,
         workers=args.workers, max_connections=args.max_connections, idle_timeout=args.idle_timeout,
         max_connection_age=args.max_connection_age, drain_timeout=args.drain_timeout,
-        high_water=high, low_water=low,
-        poll_interval=args.poll_interval, uring_mode=args.uring_mode or defaults.uring_mode,
-        recv_size=args.recv_size, log_level=args.log_level, metrics_port=args.metrics_port,
-        stats_file=args.stats_file)
+        high_water=high, low_water=low, log_level=args.log_level, metrics_port=args.metrics_port,
+        stats_file=args.stats_file, **given)
+    for option in models.ignored_options(config.model, given):
+        flag = "--" + option.replace("_", "-")
+        print(f"iomodels serve: warning: {flag} does not apply to model {config.model} "
+              f"(read by {models.readers(option)}); ignored", file=sys.stderr)
     return startup.run(config)
 
 
@@ -185,9 +194,19 @@ def _add_lab(sub) -> None:
     p.set_defaults(func=lab_cli.main)
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's, via the package metadata)."""
+    from importlib import metadata
+    try:
+        return metadata.version("iomodels")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="iomodels", description="One uppercase-echo service over every Unix I/O "
                      "model, and the tools to measure what each one costs.")
+    parser.add_argument("--version", action="version", version=f"iomodels {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for add in (_add_serve, _add_client, _add_models, _add_explain, _add_bench, _add_lab):
         add(sub)

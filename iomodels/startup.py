@@ -21,14 +21,16 @@ import signal
 import sys
 
 from iomodels import procstats
+from iomodels.addresses import format_address
 from iomodels.serving import metrics, models, toolkit, workers
 from iomodels.serving.config import ConfigError, ServerConfig
 from iomodels.serving.stats import Stats
 
 log = logging.getLogger("iomodels")
 
-# The ready line: printed once, flushed, when the server accepts connections.
-READY_LINE = "listening on {host}:{port} (model {model})"
+# The ready line: printed once, flushed, when the server accepts connections. ADDRESS is HOST:PORT,
+# or [HOST]:PORT for IPv6.
+READY_LINE = "listening on {address} (model {model})"
 
 
 def run(config: ServerConfig) -> int:
@@ -57,7 +59,8 @@ def run(config: ServerConfig) -> int:
     handle_signals(stop, stats, config)
     if config.metrics_port is not None:
         metrics.serve_metrics(config.host, config.metrics_port, stats)
-    print(READY_LINE.format(host=sockname[0], port=sockname[1], model=config.model), flush=True)
+    print(READY_LINE.format(address=format_address(sockname[0], sockname[1]), model=config.model),
+          flush=True)
     try:
         status = serve()
     finally:

@@ -70,7 +70,7 @@ def start_command(cmd: list[str], name: str, nofile: int | None = None, ready_ti
 
 
 def connect(address, rcvbuf: int | None = None, timeout: float = 10.0) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf is not None:  # before connect(), so the TCP window is negotiated with it
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(timeout)

@@ -98,6 +98,14 @@ def client_at(server) -> str:
     return f"127.0.0.1:{server.port}"
 
 
+def test_prompt_like_the_tutorial(server, terminal):
+    term = terminal("client", client_at(server))  # waits for the `>>: ` prompt
+    term.type(b"hello tutorial\r")
+    term.expect(b"HELLO TUTORIAL\r\n>>: ")
+    term.type(CTRL_D)
+    assert term.exit_status() == 0
+
+
 def test_arrow_keys_edit_the_line(server, terminal):
     term = terminal("client", client_at(server))
     term.type(b"abc" + LEFT + LEFT + b"X\r")  # before: sent 'abc\x1b[D\x1b[DX'

@@ -28,6 +28,7 @@ import socket
 import sys
 import time
 
+from iomodels.addresses import format_address
 from iomodels.client.errors import ReplyError, StdoutClosed
 
 EXIT_CONNECTION = 1
@@ -157,6 +158,6 @@ def main(address: tuple[str, int], message: str | None = None, timeout: float = 
         return EXIT_INTERRUPTED
     except (OSError, ReplyError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-        print(f"iomodels client: {host}:{port}: {reason}", file=sys.stderr)
+        print(f"iomodels client: {format_address(host, port)}: {reason}", file=sys.stderr)
         return EXIT_CONNECTION
     return 0

@@ -73,7 +73,7 @@ MODEL = ModelInfo(
     name="io_uring", family="asynchronous I/O, completion-based (proactor)", section="1.4",
     waits_in="io_uring_enter(): submits a batch, waits for completions",
     cost="a buffer committed per pending receive; one system call per batch of operations",
-    multi_worker=True)
+    multi_worker=True, reads=("recv_size", "uring_mode"))
 
 unavailable_reason = uring.unavailable_reason
 

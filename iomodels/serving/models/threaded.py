@@ -23,7 +23,6 @@ the threads started are counted in `threads_started`.
 """
 
 import threading
-import time
 
 from iomodels.serving import toolkit
 from iomodels.serving.models import ModelInfo
@@ -54,4 +53,4 @@ def serve(listener, config, stats, stop):
     deadline = stop.finish_by()
     for thread in threading.enumerate():
         if thread.name == CONNECTION_THREAD:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(toolkit.seconds_until(deadline))

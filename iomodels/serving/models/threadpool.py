@@ -15,7 +15,6 @@ kernel's accept queue, unanswered, until one of the N leaves. `--idle-timeout` b
 "a pool only relieves the pressure up to its size" is what the lab measures.
 """
 
-import time
 
 from iomodels.serving import toolkit
 from iomodels.serving.models import ModelInfo
@@ -24,7 +23,8 @@ from iomodels.serving.models._blocking import accept_forever, serve_connection
 MODEL = ModelInfo(
     name="threadpool", family="blocking I/O + fixed thread pool", section="1.1",
     waits_in="accept() / recv() in a pool thread",
-    cost="N threads, no creation per client; client N+1 waits in the accept queue")
+    cost="N threads, no creation per client; client N+1 waits in the accept queue",
+    reads=("recv_size", "threads"))
 
 
 def serve(listener, config, stats, stop):
@@ -39,4 +39,4 @@ def serve(listener, config, stats, stop):
         pass
     deadline = stop.finish_by()
     for thread in pool:
-        thread.join(max(0.0, deadline - time.monotonic()))
+        thread.join(toolkit.seconds_until(deadline))
