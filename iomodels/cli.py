@@ -14,6 +14,7 @@ from iomodels.addresses import DEFAULT_HOST, DEFAULT_PORT, parse_address
 from iomodels.serving.config import LOG_LEVELS, URING_MODES, ConfigError, ServerConfig
 
 EXIT_USAGE = 2
+EXIT_STDOUT_CLOSED = 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # `iomodels explain epoll | head`: the reader left; say nothing more (and not at exit either).
+        # `iomodels explain epoll | head`: the reader left; say nothing more (and not at exit either),
+        # and exit as a program killed by SIGPIPE would be reported: 128 + 13.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return EXIT_STDOUT_CLOSED
