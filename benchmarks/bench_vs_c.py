@@ -28,7 +28,9 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from iomodels.launcher import ServerFailed, ServerProcess  # noqa: E402
+from run import find_reference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Load generator"
@@ -159,7 +161,7 @@ def section(results: list[dict], args) -> str:
              f"request)")
     lines = [
         SECTION, "",
-        f"`iomodels bench` (one worker) against the reference C epoll load generator "
+        f"`iomodels bench` (one worker) against the C load generator "
         f"(`benchmarks/c/loadgen.c`), same C epoll server, {CONNECTIONS} connections x {SIZE} B, ping-pong, "
         f"server pinned to CPU {SERVER_CPU}, load generator to CPU {CLIENT_CPU}; {len(results)} rounds of "
         f"{args.duration:g} s (+{args.warmup:g} s warm-up), alternating which goes first. "
@@ -219,18 +221,18 @@ def write_section(text: str) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_ref = Path(os.environ.get("IOMODELS_REF", ROOT / "build" / "yardsticks"))
-    parser.add_argument("--ref", type=Path, default=default_ref,
-                        help="folder holding the built epoll_echo and loadgen (default: build/yardsticks)")
+    default_ref = os.environ.get("IOMODELS_REF")
+    parser.add_argument("--ref", type=Path, default=Path(default_ref) if default_ref else None,
+                        help="folder holding a built epoll_echo and loadgen (default: `make yardsticks`, "
+                             "build/yardsticks)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--write", action="store_true", help="write the results into BENCHMARKS.md")
     args = parser.parse_args()
-    missing = [name for name in ("epoll_echo", "loadgen") if not (args.ref / name).exists()]
-    if missing:
-        print(f"skipped: {', '.join(missing)} not found in {args.ref}; build the reference tools with "
-              "`make yardsticks` (they are optional)")
+    args.ref, how = find_reference(args.ref)
+    if args.ref is None:
+        print(f"skipped: no C yardsticks: {how}")
         return 0
     if len(os.sched_getaffinity(0)) < 2 or not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
         print(f"skipped: needs CPUs {SERVER_CPU} and {CLIENT_CPU} to pin server and client apart")

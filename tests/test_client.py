@@ -109,8 +109,10 @@ def test_prompt_like_the_tutorial(server, terminal):
 def test_arrow_keys_edit_the_line(server, terminal):
     term = terminal("client", client_at(server))
     term.type(b"abc" + LEFT + LEFT + b"X\r")  # before: sent 'abc\x1b[D\x1b[DX'
-    term.expect(b"AXBC")
+    term.expect(b"AXBC\r\n>>: ")
     assert b"\x1b[D" not in term.output.split(b"AXBC")[1]
+    term.type(b"a\tb\r")  # a tab is data, not completion
+    term.expect(b"A\tB\r\n")
 
 
 def test_up_recalls_the_last_line_and_history_file_keeps_it(server, terminal, tmp_path):

@@ -23,6 +23,7 @@ Exit status: 0 done, 1 the server failed (refused, closed, timed out, wrong repl
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sys
@@ -41,6 +42,8 @@ class EchoClient:
     """A blocking connection to an uppercase-echo server: `request(data)` returns the whole reply."""
 
     def __init__(self, host: str, port: int, timeout: float | None = 10.0):
+        if timeout == math.inf:  # `--timeout inf`: wait as long as it takes (sockets refuse inf)
+            timeout = None
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
 

@@ -66,6 +66,7 @@ def _enable_readline(history: str | None) -> None:
               file=sys.stderr)
         return
     readline.set_history_length(HISTORY_LENGTH)
+    readline.parse_and_bind("tab: self-insert")  # a tab is data here, not a request to complete
     if history:
         with contextlib.suppress(FileNotFoundError):
             readline.read_history_file(history)
