@@ -7,11 +7,12 @@ line on stderr and a non-zero exit status; anything else is a bug and keeps its 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
 from iomodels.addresses import DEFAULT_HOST, DEFAULT_PORT, parse_address
-from iomodels.serving.config import LOG_LEVELS, URING_MODES, ConfigError, ServerConfig
+from iomodels.serving.config import LOG_LEVELS, MAX_SECONDS, URING_MODES, ConfigError, ServerConfig
 
 EXIT_USAGE = 2
 EXIT_STDOUT_CLOSED = 141
@@ -41,6 +42,8 @@ def _positive_float(text: str) -> float:
         value = -1.0
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    if value != math.inf and value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_SECONDS} seconds (or inf: never), not {text!r}")
     return value
 
 
@@ -65,11 +68,11 @@ def _add_serve(sub) -> None:
     p.add_argument("--max-connections", type=int, default=None, metavar="N",
                    help="accept and close at once any connection beyond N open ones (default: no limit)")
     p.add_argument("--idle-timeout", type=_positive_float, default=None, metavar="SECONDS",
-                   help="close a connection that sends nothing for this long (default: never)")
+                   help="close a connection that sends nothing for this long (default, or inf: never)")
     p.add_argument("--max-connection-age", type=_positive_float, default=None, metavar="SECONDS",
-                   help="close a connection older than this, however active (default: never)")
+                   help="close a connection older than this, however active (default, or inf: never)")
     p.add_argument("--drain-timeout", type=float, default=3.0, metavar="SECONDS",
-                   help="after SIGTERM, how long open connections may finish (default: 3)")
+                   help="after SIGTERM, how long open connections may finish (default: 3; inf: until they close)")
     p.add_argument("--high-water", type=parse_size, default=None, metavar="BYTES",
                    help="stop reading from a peer with more unsent output than this (default: 256K)")
     p.add_argument("--low-water", type=parse_size, default=None, metavar="BYTES",

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from iomodels.serving import models
-from iomodels.serving.config import ServerConfig
+from iomodels.serving.config import MAX_SECONDS, ServerConfig
 from tests import support
 
 IOMODELS = [sys.executable, "-m", "iomodels"]
@@ -23,12 +23,13 @@ def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([*IOMODELS, *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.parametrize("seconds", ["inf", str(MAX_SECONDS)])
 @pytest.mark.parametrize("model", support.ALL_MODELS)
-def test_inf_means_never_on_every_model(serve, model):
+def test_inf_means_never_on_every_model(serve, model, seconds):
     """Before: --idle-timeout inf was an OverflowError on the event-driven models, --drain-timeout
     inf a thread's traceback at SIGTERM. Now: no timeout at all, and the drain waits for the last
-    connection to close, however long that takes."""
-    server = serve(model, "--idle-timeout", "inf", "--max-connection-age", "inf", "--drain-timeout", "inf")
+    connection to close, however long that takes; the longest finite values work as well."""
+    server = serve(model, "--idle-timeout", seconds, "--max-connection-age", seconds, "--drain-timeout", seconds)
     with server.connect() as sock:
         assert support.request(sock, b"never") == b"NEVER"
         os.kill(server.pid, signal.SIGTERM)  # once: a second signal may mean "now" (issue 18)
@@ -44,6 +45,9 @@ def test_inf_means_never_on_every_model(serve, model):
     (("--idle-timeout", "nan"), "expected a positive number of seconds, not 'nan'"),
     (("--max-connection-age=-inf",), "expected a positive number of seconds, not '-inf'"),
     (("--drain-timeout", "nan"), "--drain-timeout must be >= 0 seconds, not nan"),
+    # Finite but past what poll() and the loops' timers take: before, an OverflowError at the first wait.
+    (("--idle-timeout", "1e10"), "expected at most 1000000 seconds (or inf: never), not '1e10'"),
+    (("--drain-timeout", "1e10"), "--drain-timeout must be at most 1000000 seconds (or inf: never), not 1e+10"),
 ])
 def test_values_that_make_no_sense_are_one_line_and_status_2(args, fragment):
     result = run("serve", "--port", "0", *args)

@@ -11,6 +11,10 @@ from iomodels.addresses import DEFAULT_HOST, DEFAULT_PORT
 from iomodels.serving.core import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER
 
 URING_MODES = ("oneshot", "multishot")
+# The longest finite number of seconds a timing option takes (about 11.6 days): the kernel and the
+# event loops refuse waits much past that (epoll_wait takes at most 2^31 - 1 ms, 24.8 days); `inf`
+# says "never" where never has a meaning.
+MAX_SECONDS = 1_000_000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -67,12 +71,15 @@ class ServerConfig:
             value = getattr(self, field)
             if value is not None and not value > 0:
                 raise ConfigError(f"{flag} must be a positive number of seconds, not {value}")
+            _check_seconds(flag, value)
             if value == math.inf:  # "never" has one spelling inside: None, which every model knows
                 object.__setattr__(self, field, None)
         if not self.drain_timeout >= 0:
             raise ConfigError(f"--drain-timeout must be >= 0 seconds, not {self.drain_timeout}")
+        _check_seconds("--drain-timeout", self.drain_timeout)
         if not (self.poll_interval > 0 and math.isfinite(self.poll_interval)):
             raise ConfigError(f"--poll-interval must be a positive, finite number of seconds, not {self.poll_interval}")
+        _check_seconds("--poll-interval", self.poll_interval)
         _check_range("--high-water", self.high_water, 1, 1 << 40)
         _check_range("--low-water", self.low_water, 0, 1 << 40)
         if self.low_water > self.high_water:
@@ -87,6 +94,11 @@ class ServerConfig:
 
     def replace(self, **changes) -> "ServerConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _check_seconds(flag: str, value: float | None) -> None:
+    if value is not None and value != math.inf and value > MAX_SECONDS:
+        raise ConfigError(f"{flag} must be at most {MAX_SECONDS} seconds (or inf: never), not {value:g}")
 
 
 def _check_range(flag: str, value: int, low: int, high: int) -> None:
