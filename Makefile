@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all test test-fast reliability lab lab-full serve bench clean
+.PHONY: all test test-fast reliability lab lab-full serve bench yardsticks clean
 
 all: test
 
@@ -33,5 +33,10 @@ lab-full: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/iomodels serve --model epoll
 
+# The C yardsticks the benchmarks measure against (benchmarks/c/): needs make and a C compiler.
+YARDSTICKS := build/yardsticks
+yardsticks:
+	$(MAKE) -s -C benchmarks/c OUT=$(CURDIR)/$(YARDSTICKS)
+
 clean:
-	rm -rf $(VENV) lab-report .pytest_cache .hypothesis
+	rm -rf build $(VENV) lab-report .pytest_cache .hypothesis

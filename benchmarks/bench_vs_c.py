@@ -1,7 +1,7 @@
 """`iomodels bench` against the reference C epoll load generator, side by side, same server.
 
-    make -C ../shared/reference OUT=/tmp/ref        # builds /tmp/ref/epoll_echo and /tmp/ref/loadgen
-    .venv/bin/python benchmarks/bench_vs_c.py [--ref /tmp/ref] [--rounds 5] [--duration 5] [--write]
+    make yardsticks        # builds build/yardsticks/epoll_echo and build/yardsticks/loadgen
+    .venv/bin/python benchmarks/bench_vs_c.py [--ref build/yardsticks] [--rounds 5] [--duration 5] [--write]
 
 The C epoll uppercase-echo server runs pinned to CPU 0; each load generator in turn runs pinned to
 CPU 1 (our bench: one worker, its coordinating parent on the same CPU), 100 connections x 64 bytes,
@@ -28,7 +28,9 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from iomodels.launcher import ServerFailed, ServerProcess  # noqa: E402
+from run import find_reference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Load generator"
@@ -159,8 +161,8 @@ def section(results: list[dict], args) -> str:
              f"request)")
     lines = [
         SECTION, "",
-        f"`iomodels bench` (one worker) against the reference C epoll load generator "
-        f"(`shared/reference/loadgen.c`), same C epoll server, {CONNECTIONS} connections x {SIZE} B, ping-pong, "
+        f"`iomodels bench` (one worker) against the C load generator "
+        f"(`benchmarks/c/loadgen.c`), same C epoll server, {CONNECTIONS} connections x {SIZE} B, ping-pong, "
         f"server pinned to CPU {SERVER_CPU}, load generator to CPU {CLIENT_CPU}; {len(results)} rounds of "
         f"{args.duration:g} s (+{args.warmup:g} s warm-up), alternating which goes first. "
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}.", "",
@@ -190,12 +192,12 @@ def section(results: list[dict], args) -> str:
         "5-10 % of client CPU per request in side-by-side runs. Latencies go to the HdrHistogram in bulk "
         "(numpy) a few times a second, never one by one.", "",
         "Commands:", "", "```sh",
-        "make -C ../shared/reference OUT=/tmp/ref",
-        f".venv/bin/python benchmarks/bench_vs_c.py --ref {args.ref} --rounds {args.rounds} "
+        "make yardsticks",
+        f".venv/bin/python benchmarks/bench_vs_c.py --ref {os.path.relpath(args.ref, ROOT)} --rounds {args.rounds} "
         f"--duration {args.duration:g} --warmup {args.warmup:g} --write",
         "# each round runs, with the server started as",
-        f"taskset -c {SERVER_CPU} /tmp/ref/epoll_echo --port 0 --port-file PORTFILE --lifetime SECONDS",
-        f"taskset -c {CLIENT_CPU} /tmp/ref/loadgen -p PORT -c {CONNECTIONS} -s {SIZE} -d 1 "
+        f"taskset -c {SERVER_CPU} build/yardsticks/epoll_echo --port 0 --port-file PORTFILE --lifetime SECONDS",
+        f"taskset -c {CLIENT_CPU} build/yardsticks/loadgen -p PORT -c {CONNECTIONS} -s {SIZE} -d 1 "
         f"-t {args.duration:g} -w {args.warmup:g} -P SERVER_PID",
         f"taskset -c {CLIENT_CPU} .venv/bin/iomodels bench 127.0.0.1:PORT -c {CONNECTIONS} -s {SIZE} -d 1 "
         f"-t {args.duration:g} -w {args.warmup:g} --workers 1 --json --server-pid SERVER_PID",
@@ -219,17 +221,18 @@ def write_section(text: str) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ref", type=Path, default=Path(os.environ.get("IOMODELS_REF", "/tmp/ref")),
-                        help="folder holding the built epoll_echo and loadgen (default: /tmp/ref)")
+    default_ref = os.environ.get("IOMODELS_REF")
+    parser.add_argument("--ref", type=Path, default=Path(default_ref) if default_ref else None,
+                        help="folder holding a built epoll_echo and loadgen (default: `make yardsticks`, "
+                             "build/yardsticks)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--write", action="store_true", help="write the results into BENCHMARKS.md")
     args = parser.parse_args()
-    missing = [name for name in ("epoll_echo", "loadgen") if not (args.ref / name).exists()]
-    if missing:
-        print(f"skipped: {', '.join(missing)} not found in {args.ref}; build the reference tools with "
-              f"`make -C ../shared/reference OUT={args.ref}` (they are optional)")
+    args.ref, how = find_reference(args.ref)
+    if args.ref is None:
+        print(f"skipped: no C yardsticks: {how}")
         return 0
     if len(os.sched_getaffinity(0)) < 2 or not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
         print(f"skipped: needs CPUs {SERVER_CPU} and {CLIENT_CPU} to pin server and client apart")

@@ -13,8 +13,9 @@ turn (a model's CPU per request / the C server's, or / a Python baseline's), nev
 times: the machine is shared. `--append` adds rounds to an earlier run's results (e.g. more of
 one cell), `--report-only` rewrites BENCHMARKS.md from the results without measuring.
 
-The load generator is the C one of ../shared/reference (built here into a scratch folder if gcc
-is there): the same load for every server. Without it, `iomodels bench` generates the load and
+The load generator is the project's C yardstick, benchmarks/c/loadgen.c (built here with
+`make yardsticks` into build/yardsticks/ if make and a C compiler are there): the same load for
+every server. Without it, `iomodels bench` generates the load and
 only the Python servers are compared (against the Python baselines); the report says so.
 Results go to benchmarks/results.json, the plot to benchmarks/cpu_per_request.svg and the tables
 to BENCHMARKS.md (its other sections are kept as they are).
@@ -28,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +39,8 @@ from servers import MALLOC_ENV, ROOT, ServerFailed, Spec, catalogue, start, stop
 
 SERVER_CPU, CLIENT_CPU = 0, 1
 C_EVERY = 4
-REFERENCE_SOURCE = ROOT.parent / "shared" / "reference"
+YARDSTICK_SOURCE = ROOT / "benchmarks" / "c"
+YARDSTICK_BUILD = ROOT / "build" / "yardsticks"
 MODELS = ["blocking", "threaded", "forking", "threadpool", "nonblocking", "select", "poll", "epoll", "epoll-et",
           "sigio", "asyncio", "uvloop", "io_uring", "io_uring:oneshot"]
 
@@ -49,15 +50,12 @@ def find_reference(folder: Path | None) -> tuple[Path | None, str]:
     if folder is not None:
         missing = [n for n in ("epoll_echo", "loadgen") if not (folder / n).exists()]
         return (None, f"{', '.join(missing)} not in {folder}") if missing else (folder, f"{folder}")
-    if not (REFERENCE_SOURCE / "Makefile").exists():
-        return None, f"no C reference sources at {REFERENCE_SOURCE}"
     if not shutil.which("make") or not shutil.which(os.environ.get("CC", "cc")):
-        return None, "no C compiler (make and cc are needed to build the C reference)"
-    out = Path(tempfile.gettempdir()) / "iomodels-reference"
-    built = subprocess.run(["make", "-s", "-C", str(REFERENCE_SOURCE), f"OUT={out}"], capture_output=True, text=True)
+        return None, "no C compiler (make and cc are needed to build the C yardsticks)"
+    built = subprocess.run(["make", "-s", "-C", str(ROOT), "yardsticks"], capture_output=True, text=True)
     if built.returncode:
-        return None, f"building the C reference failed: {built.stderr.strip()[-300:]}"
-    return out, f"built from {REFERENCE_SOURCE} into {out}"
+        return None, f"building the C yardsticks failed: {built.stderr.strip()[-300:]}"
+    return YARDSTICK_BUILD, f"benchmarks/c, built with `make yardsticks` into {YARDSTICK_BUILD.relative_to(ROOT)}"
 
 
 def run_load(ref: Path | None, port: int, server_pid: int, cell: dict, duration: float,
@@ -181,7 +179,7 @@ def main() -> int:
                         help="Python baselines to run beside the models: all, none, or names from: asyncio, uvloop, "
                              "socketserver, selectors")
     parser.add_argument("--ref", type=Path, default=None,
-                        help="folder with a built epoll_echo and loadgen (default: build ../shared/reference)")
+                        help="folder with a built epoll_echo and loadgen (default: `make yardsticks`, build/yardsticks)")
     parser.add_argument("--stock-malloc", action="store_true",
                         help="leave glibc's malloc thresholds alone (default: fixed, see servers.MALLOC_ENV)")
     parser.add_argument("--no-write", action="store_true", help="print the tables; leave BENCHMARKS.md as it is")

@@ -38,6 +38,16 @@ def parse_address(text: str) -> tuple[str, int]:
     return host.strip("[]") or DEFAULT_HOST, number
 
 
+def format_address(host: str, port: int) -> str:
+    """HOST:PORT as people write it (and parse_address reads it): [::1]:8099 for IPv6."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def address_family(host: str) -> socket.AddressFamily:
+    """The socket family of an IP address: AF_INET6 for IPv6 ones, AF_INET otherwise."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -58,7 +68,7 @@ class SourceAddresses:
     """Which loopback source address the i-th of `total` connections to one port binds to."""
 
     def __init__(self, host: str, total: int):
-        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.family = address_family(host)
         self.per_address = max(1, int(ephemeral_ports() * PORT_SHARE))
         self.spread = self.family == socket.AF_INET and total > self.per_address
         self.addresses = -(-total // self.per_address) if self.spread else 1

@@ -7,13 +7,15 @@ line on stderr and a non-zero exit status; anything else is a bug and keeps its 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
 from iomodels.addresses import DEFAULT_HOST, DEFAULT_PORT, parse_address
-from iomodels.serving.config import LOG_LEVELS, URING_MODES, ConfigError, ServerConfig
+from iomodels.serving.config import LOG_LEVELS, MAX_SECONDS, URING_MODES, ConfigError, ServerConfig
 
 EXIT_USAGE = 2
+EXIT_STDOUT_CLOSED = 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +42,8 @@ def _positive_float(text: str) -> float:
         value = -1.0
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    if value != math.inf and value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_SECONDS} seconds (or inf: never), not {text!r}")
     return value
 
 
@@ -54,28 +58,33 @@ def _add_serve(sub) -> None:
     p.add_argument("--port", "-p", type=int, default=DEFAULT_PORT,
                    help=f"port to bind (default: {DEFAULT_PORT}; 0 picks a free port and prints it)")
     p.add_argument("--backlog", type=int, default=1024, help="listen() backlog (default: 1024)")
-    p.add_argument("--threads", type=int, default=4, help="threadpool: number of pool threads (default: 4)")
+    # The options only some models read default to None here: given, they are checked against the
+    # model (a warning if it does not read them); not given, ServerConfig's default applies.
+    defaults = ServerConfig()
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"threadpool: number of pool threads (default: {defaults.threads})")
     p.add_argument("--workers", type=int, default=1,
                    help="event-driven models: processes sharing the port with SO_REUSEPORT (default: 1)")
     p.add_argument("--max-connections", type=int, default=None, metavar="N",
                    help="accept and close at once any connection beyond N open ones (default: no limit)")
     p.add_argument("--idle-timeout", type=_positive_float, default=None, metavar="SECONDS",
-                   help="close a connection that sends nothing for this long (default: never)")
+                   help="close a connection that sends nothing for this long (default, or inf: never)")
     p.add_argument("--max-connection-age", type=_positive_float, default=None, metavar="SECONDS",
-                   help="close a connection older than this, however active (default: never)")
+                   help="close a connection older than this, however active (default, or inf: never)")
     p.add_argument("--drain-timeout", type=float, default=3.0, metavar="SECONDS",
-                   help="after SIGTERM, how long open connections may finish (default: 3)")
+                   help="after SIGTERM, how long open connections may finish (default: 3; inf: until they close)")
     p.add_argument("--high-water", type=parse_size, default=None, metavar="BYTES",
                    help="stop reading from a peer with more unsent output than this (default: 256K)")
     p.add_argument("--low-water", type=parse_size, default=None, metavar="BYTES",
                    help="resume reading once its unsent output is down to this (default: 64K)")
-    p.add_argument("--poll-interval", type=_positive_float, default=0.5, metavar="SECONDS",
-                   help="select: the timeout of each select() call (default: 0.5, as in the tutorial)")
+    p.add_argument("--poll-interval", type=_positive_float, default=None, metavar="SECONDS",
+                   help=f"select: the timeout of each select() call (default: {defaults.poll_interval}, "
+                        "as in the tutorial)")
     p.add_argument("--uring-mode", choices=URING_MODES, default=None,
                    help="io_uring: one recv per completion, or multishot recv with a buffer ring "
-                        "(default: multishot)")
-    p.add_argument("--recv-size", type=parse_size, default=65536, metavar="BYTES",
-                   help="bytes asked of each recv (default: 64K)")
+                        f"(default: {defaults.uring_mode})")
+    p.add_argument("--recv-size", type=parse_size, default=None, metavar="BYTES",
+                   help="bytes asked of each recv; not uvloop, which reads into libuv's buffer (default: 64K)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="expose the counters in Prometheus' text format on this port")
     p.add_argument("--stats-file", default=None, metavar="PATH",
@@ -86,18 +95,22 @@ def _add_serve(sub) -> None:
 
 def _serve(args) -> int:
     from iomodels import startup
+    from iomodels.serving import models
     defaults = ServerConfig()
     # Give one mark and the other follows it, so '--high-water 4K' alone is valid.
     high = args.high_water if args.high_water is not None else max(defaults.high_water, args.low_water or 0)
     low = args.low_water if args.low_water is not None else min(defaults.low_water, high // 4)
+    given = {option: getattr(args, option) for option in models.tunable() if getattr(args, option) is not None}
     config = ServerConfig(
-        model=args.model, host=args.host, port=args.port, backlog=args.backlog, threads=args.threads,
+        model=args.model, host=args.host, port=args.port, backlog=args.backlog,
         workers=args.workers, max_connections=args.max_connections, idle_timeout=args.idle_timeout,
         max_connection_age=args.max_connection_age, drain_timeout=args.drain_timeout,
-        high_water=high, low_water=low,
-        poll_interval=args.poll_interval, uring_mode=args.uring_mode or defaults.uring_mode,
-        recv_size=args.recv_size, log_level=args.log_level, metrics_port=args.metrics_port,
-        stats_file=args.stats_file)
+        high_water=high, low_water=low, log_level=args.log_level, metrics_port=args.metrics_port,
+        stats_file=args.stats_file, **given)
+    for option in models.ignored_options(config.model, given):
+        flag = "--" + option.replace("_", "-")
+        print(f"iomodels serve: warning: {flag} does not apply to model {config.model} "
+              f"(read by {models.readers(option)}); ignored", file=sys.stderr)
     return startup.run(config)
 
 
@@ -142,18 +155,26 @@ def _explain(args) -> int:
 def _add_client(sub) -> None:
     p = sub.add_parser(
         "client", help="talk to an uppercase-echo server",
-        description="Interactive client, like the tutorial's ('>>: ' prompt; empty lines are skipped). "
-                    "When stdin is not a terminal, sends each line and prints each reply, one per line.")
+        description="Interactive client, like the tutorial's ('>>: ' prompt with line editing and history; "
+                    "empty lines are skipped). When stdin is not a terminal, sends each line and prints each "
+                    "reply, one per line; --raw passes bytes through untouched. Every reply is checked: one that "
+                    "is not the request uppercased, or late, ends the client with status 1.")
     p.add_argument("address", type=parse_address, metavar="HOST:PORT")
     p.add_argument("--message", "-M", default=None, help="send this one message, print the reply, exit")
+    p.add_argument("--raw", action="store_true",
+                   help="pass stdin's bytes to the server untouched (no lines, no decoding) and the replies' "
+                        "bytes to stdout")
+    p.add_argument("--history", metavar="FILE", default=None,
+                   help="at a terminal: keep the line history in FILE across sessions (default: this session only)")
     p.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
-                   help="give up on a reply after this long (default: 10)")
+                   help="give up when a whole reply has not arrived this long after its request (default: 10)")
     p.set_defaults(func=_client)
 
 
 def _client(args) -> int:
     from iomodels.client import echo
-    return echo.main(args.address, message=args.message, timeout=args.timeout)
+    return echo.main(args.address, message=args.message, timeout=args.timeout, raw=args.raw,
+                     history=args.history)
 
 
 def _add_bench(sub) -> None:
@@ -177,9 +198,19 @@ def _add_lab(sub) -> None:
     p.set_defaults(func=lab_cli.main)
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's, via the package metadata)."""
+    from importlib import metadata
+    try:
+        return metadata.version("iomodels")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="iomodels", description="One uppercase-echo service over every Unix I/O "
                      "model, and the tools to measure what each one costs.")
+    parser.add_argument("--version", action="version", version=f"iomodels {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for add in (_add_serve, _add_client, _add_models, _add_explain, _add_bench, _add_lab):
         add(sub)
@@ -196,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # `iomodels explain epoll | head`: the reader left; say nothing more (and not at exit either).
+        # `iomodels explain epoll | head`: the reader left; say nothing more (and not at exit either),
+        # and exit as a program killed by SIGPIPE would be reported: 128 + 13.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return EXIT_STDOUT_CLOSED

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 
+from iomodels.addresses import format_address
+
 READY = re.compile(rb"listening on \[?([\w.:]+?)\]?:(\d+) \(model (\S+)\)")
 
 
 def announce(host: str, port: int, model: str) -> None:
-    shown = f"[{host}]" if ":" in host else host
-    print(f"listening on {shown}:{port} (model {model})", flush=True)
+    print(f"listening on {format_address(host, port)} (model {model})", flush=True)
 
 
 def parse(output: bytes) -> tuple[str, int, str] | None:

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 
 from iomodels.launcher import ServerFailed, ServerProcess, serve_command
@@ -89,7 +90,7 @@ def read_counters(server: ServerProcess, path) -> dict:
 
 
 def connect(address, rcvbuf: int | None = None, timeout: float = 10.0) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf is not None:  # before connect(), so the TCP window is negotiated with it
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(timeout)
@@ -143,8 +144,6 @@ def is_closed_by_peer(sock: socket.socket, timeout: float = 10.0) -> bool:
 def exchange(sock: socket.socket, data: bytes, chunk: int = 1 << 16) -> bytes:
     """Send `data` from a thread while reading the reply here: a server with back-pressure stops
     reading from a client that sends everything before reading anything, so both must go at once."""
-    import threading
-
     errors = []
 
     def writer():
@@ -210,3 +209,44 @@ def raise_own_fd_limit(wanted: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
+class WrongServer:
+    """A loopback server that gets the protocol wrong on purpose, for tests of clients: it sends
+    `greeting` on accept, then answers each chunk received with `answer(chunk)` (instead of
+    chunk.upper()), one byte every `byte_delay` seconds if that is set (a trickle)."""
+
+    def __init__(self, answer=bytes.upper, greeting: bytes = b"", byte_delay: float = 0.0):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.address = ("127.0.0.1", self.port)
+        self.answer, self.greeting, self.byte_delay = answer, greeting, byte_delay
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn):
+        with conn, contextlib.suppress(OSError):
+            conn.sendall(self.greeting)
+            while data := conn.recv(65536):
+                reply = self.answer(data)
+                if not self.byte_delay:
+                    conn.sendall(reply)
+                for i in range(len(reply) if self.byte_delay else 0):
+                    time.sleep(self.byte_delay)
+                    conn.sendall(reply[i:i + 1])
+
+    def close(self):
+        self.listener.close()
+
+    def __enter__(self) -> "WrongServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

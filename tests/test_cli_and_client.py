@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -77,33 +75,6 @@ def test_client_message_and_refused(serve):
     refused = run("client", f"127.0.0.1:{server.port}", "--message", "x")
     assert refused.returncode == 1
     assert refused.stderr.strip() == f"iomodels client: 127.0.0.1:{server.port}: Connection refused"
-
-
-def test_client_interactive_prompt_like_the_tutorial(serve):
-    """Typed by hand: a pseudo-terminal shows the `>>: ` prompt and each reply."""
-    import pty
-    server = serve("threaded")
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(sys.executable, [*IOMODELS, "client", f"127.0.0.1:{server.port}"])
-    try:
-        os.write(fd, b"hello tutorial\n")
-        seen = b""
-        while b"HELLO TUTORIAL" not in seen:
-            chunk = os.read(fd, 1024)
-            if not chunk:
-                break
-            seen += chunk
-        assert b">>: " in seen and b"HELLO TUTORIAL" in seen
-        os.write(fd, b"\x04")  # Ctrl-D: end of input
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        os.close(fd)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.mark.parametrize("peer", ["tutorial_select_server.py", "tutorial_nonblocking_server.py"])

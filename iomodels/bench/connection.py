@@ -104,10 +104,14 @@ class Connection(asyncio.Protocol):
     def start(self, depth: int) -> None:
         """Closed loop: put `depth` messages in flight at once."""
         self.pingpong = self.refill and depth == 1
+        if self.closing:  # aborted already: the server sent bytes before any request
+            return
         self._refill(depth, perf_counter_ns())
 
     def send(self, intended_ns: int) -> None:
         """Open loop: send the next message now, timed from when it should have been sent."""
+        if self.closing:  # aborted (a protocol error); connection_lost has not run yet
+            return
         message, expect = self.next_message()
         self._write(message)
         self._push(expect, intended_ns)

@@ -1,7 +1,7 @@
 """What the bench sends, and what it must get back.
 
 Every message is a window into one fixed pseudo-random pattern (the same idea, alphabet and prime
-period as the reference C load generator in shared/reference/loadgen.c). The alphabet holds bytes
+period as the project's C load generator, benchmarks/c/loadgen.c). The alphabet holds bytes
 that a correct server must uppercase (a-z) and bytes it must leave alone, chosen to catch the usual
 wrong servers: the ASCII neighbours of the letters ('@' '[' '`' '{', off-by-one range checks), digits
 and punctuation, and two non-ASCII bytes (0xE9 'é' in Latin-1, 0xFF) that a server calling

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 
 from iomodels.addresses import DEFAULT_HOST, DEFAULT_PORT
 from iomodels.serving.core import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER
 
 URING_MODES = ("oneshot", "multishot")
+# The longest finite number of seconds a timing option takes (about 11.6 days): the kernel and the
+# event loops refuse waits much past that (epoll_wait takes at most 2^31 - 1 ms, 24.8 days); `inf`
+# says "never" where never has a meaning.
+MAX_SECONDS = 1_000_000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -29,11 +34,12 @@ class ServerConfig:
     workers: int = 1
     # None means no limit other than the descriptor limit.
     max_connections: int | None = None
-    # A connection that sends nothing for this long is closed (seconds; None: never).
+    # A connection that sends nothing for this long is closed (seconds; None, or inf: never).
     idle_timeout: float | None = None
-    # The longest a connection may live, however active (seconds; None: forever). Slowloris guard.
+    # The longest a connection may live, however active (seconds; None, or inf: forever). Slowloris guard.
     max_connection_age: float | None = None
-    # After SIGTERM, how long open connections may finish before they are closed.
+    # After SIGTERM, how long open connections may finish before they are closed (inf: until they
+    # all close; the toolkit's Stop and `seconds_until` turn it into waits without a timeout).
     drain_timeout: float = 3.0
     high_water: int = DEFAULT_HIGH_WATER
     low_water: int = DEFAULT_LOW_WATER
@@ -61,14 +67,19 @@ class ServerConfig:
         _check_range("--workers", self.workers, 1, 4 * (os.cpu_count() or 1) + 64)
         if self.max_connections is not None:
             _check_range("--max-connections", self.max_connections, 1, 10_000_000)
-        for flag, value in (("--idle-timeout", self.idle_timeout),
-                            ("--max-connection-age", self.max_connection_age)):
+        for flag, field in (("--idle-timeout", "idle_timeout"), ("--max-connection-age", "max_connection_age")):
+            value = getattr(self, field)
             if value is not None and not value > 0:
                 raise ConfigError(f"{flag} must be a positive number of seconds, not {value}")
+            _check_seconds(flag, value)
+            if value == math.inf:  # "never" has one spelling inside: None, which every model knows
+                object.__setattr__(self, field, None)
         if not self.drain_timeout >= 0:
             raise ConfigError(f"--drain-timeout must be >= 0 seconds, not {self.drain_timeout}")
-        if not self.poll_interval > 0:
-            raise ConfigError(f"--poll-interval must be a positive number of seconds, not {self.poll_interval}")
+        _check_seconds("--drain-timeout", self.drain_timeout)
+        if not (self.poll_interval > 0 and math.isfinite(self.poll_interval)):
+            raise ConfigError(f"--poll-interval must be a positive, finite number of seconds, not {self.poll_interval}")
+        _check_seconds("--poll-interval", self.poll_interval)
         _check_range("--high-water", self.high_water, 1, 1 << 40)
         _check_range("--low-water", self.low_water, 0, 1 << 40)
         if self.low_water > self.high_water:
@@ -83,6 +94,11 @@ class ServerConfig:
 
     def replace(self, **changes) -> "ServerConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _check_seconds(flag: str, value: float | None) -> None:
+    if value is not None and value != math.inf and value > MAX_SECONDS:
+        raise ConfigError(f"{flag} must be at most {MAX_SECONDS} seconds (or inf: never), not {value:g}")
 
 
 def _check_range(flag: str, value: int, low: int, high: int) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ import time
 
 from collections.abc import Callable
 
+from iomodels.addresses import address_family, format_address
 from iomodels.serving import errnos
 from iomodels.serving.config import ConfigError, ServerConfig
 from iomodels.serving.core import EchoSession
@@ -70,10 +72,11 @@ class Stop:
             # makes the kernel refuse new connections, while the fd itself stays valid.
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RD)
-        timer = threading.Timer(self.drain_timeout, self.close_tracked)
-        timer.daemon = True
-        with main_thread_signals_held():
-            timer.start()
+        if math.isfinite(self.drain_timeout):  # --drain-timeout inf: connections close when they will
+            timer = threading.Timer(self.drain_timeout, self.close_tracked)
+            timer.daemon = True
+            with main_thread_signals_held():
+                timer.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until a stop is requested or `timeout` passes; return whether one was."""
@@ -107,6 +110,12 @@ class Stop:
     def close(self) -> None:
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def seconds_until(deadline: float) -> float | None:
+    """A timeout for join(), wait_for(), poll() from a monotonic deadline: None when it is never
+    (--drain-timeout inf), since those calls refuse an infinite number with OverflowError."""
+    return None if deadline == math.inf else max(0.0, deadline - time.monotonic())
 
 
 def _shutdown_quietly(conn: socket.socket) -> None:
@@ -229,8 +238,11 @@ def connection_failed(exc: BaseException, stats: Stats) -> None:
 
 
 def open_listener(config: ServerConfig, listen: bool = True) -> socket.socket:
-    """Bind (and listen on) config's address; `listen=False` only holds the port (--workers)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """Bind (and listen on) config's address; `listen=False` only holds the port (--workers).
+
+    The family follows the address: AF_INET6 for an IPv6 one (`--host ::1`), AF_INET otherwise.
+    """
+    listener = socket.socket(address_family(config.host), socket.SOCK_STREAM)
     try:
         # Restarting a server must not wait for old connections' TIME_WAIT to expire.
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -241,7 +253,7 @@ def open_listener(config: ServerConfig, listen: bool = True) -> socket.socket:
             listener.listen(config.backlog)
     except OSError as exc:
         listener.close()
-        raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+        raise ConfigError(f"cannot listen on {format_address(config.host, config.port)}: {exc.strerror}") from None
     return listener
 
 

@@ -35,11 +35,12 @@ class ModelInfo:
     multi_worker: bool = False
     # Can serve two clients at once (the iterative `blocking` server cannot, by design).
     concurrent: bool = True
+    # The options (ServerConfig fields) this model reads among those not every model reads
+    # (TUNABLE below is their union): `iomodels serve` warns about the others when given.
+    reads: tuple[str, ...] = ("recv_size",)
     # serve() can run in a thread of another program (a test hands it a session in-process); not
     # forking (it forks its caller) nor sigio (its signals go to the whole process).
     runs_in_thread: bool = True
-    # No read brings in more than --recv-size (uvloop cannot: libuv reads into its own buffer).
-    bounded_reads: bool = True
     # The sets of flags it runs in, each a variant to test (io_uring: its two receive modes).
     variants: tuple[tuple[str, ...], ...] = ((),)
 
@@ -92,6 +93,25 @@ def load(name: str) -> ModuleType:
 def unavailable_reason(name: str) -> str | None:
     check = getattr(load(name), "unavailable_reason", None)
     return check() if check else None
+
+
+def tunable() -> set[str]:
+    """The options that only some models read (the union of every model's `reads`)."""
+    return {option for name in names() for option in info(name).reads}
+
+
+def ignored_options(name: str, given) -> list[str]:
+    """Which of the options `given` (ServerConfig field names) model `name` does not read."""
+    reads = set(info(name).reads)
+    return sorted(option for option in given if option in tunable() and option not in reads)
+
+
+def readers(option: str) -> str:
+    """Who reads `option`, in words: 'threadpool', or 'every model but uvloop'."""
+    reading = [name for name in names() if option in info(name).reads]
+    if len(reading) > len(names()) / 2:
+        return "every model but " + ", ".join(name for name in names() if name not in reading)
+    return ", ".join(reading)
 
 
 def essay(name: str) -> str:

@@ -218,7 +218,7 @@ class _Hub:
         finally:
             loop.remove_reader(stop.fileno())
             self.stop_accepting()
-        await self._until_closed(stop.deadline - time.monotonic())
+        await self._until_closed(toolkit.seconds_until(stop.deadline))
         self.closing = True
         for protocol in list(self.connections):
             protocol.transport.abort()
@@ -227,11 +227,12 @@ class _Hub:
         if self._sweep_timer:
             self._sweep_timer.cancel()
 
-    async def _until_closed(self, timeout: float) -> None:
+    async def _until_closed(self, timeout: float | None) -> None:
+        """Wait until every connection closed, or `timeout` seconds (None: no limit)."""
         self._check_all_closed()
         if not self._all_closed.done():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._all_closed), max(0.0, timeout))
+                await asyncio.wait_for(asyncio.shield(self._all_closed), timeout)
 
 
 def serve_on(new_loop: Callable[[], asyncio.AbstractEventLoop], listener: socket.socket,

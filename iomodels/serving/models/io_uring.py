@@ -76,7 +76,7 @@ MODEL = ModelInfo(
     variants=(("--uring-mode", "oneshot"), ("--uring-mode", "multishot")),
     waits_in="io_uring_enter(): submits a batch, waits for completions",
     cost="a buffer committed per pending receive; one system call per batch of operations",
-    multi_worker=True)
+    multi_worker=True, reads=("recv_size", "uring_mode"))
 
 unavailable_reason = uring.unavailable_reason
 

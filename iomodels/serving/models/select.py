@@ -39,7 +39,7 @@ MODEL = ModelInfo(
     name="select", family="I/O multiplexing", section="1.3",
     waits_in="select()",
     cost="O(n) sets copied and scanned per call; descriptors >= 1024 refused; wakes every --poll-interval",
-    multi_worker=True)
+    multi_worker=True, reads=("recv_size", "poll_interval"))
 
 log = logging.getLogger("iomodels")
 

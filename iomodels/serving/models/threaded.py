@@ -23,7 +23,6 @@ the threads started are counted in `threads_started`.
 """
 
 import threading
-import time
 
 from iomodels.serving import toolkit
 from iomodels.serving.models import ModelInfo
@@ -56,4 +55,4 @@ def serve(listener, config, stats, stop, new_session):
     deadline = stop.finish_by()
     for thread in threading.enumerate():
         if thread.name == CONNECTION_THREAD:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(toolkit.seconds_until(deadline))

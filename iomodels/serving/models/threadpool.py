@@ -15,7 +15,6 @@ kernel's accept queue, unanswered, until one of the N leaves. `--idle-timeout` b
 "a pool only relieves the pressure up to its size" is what the lab measures.
 """
 
-import time
 
 from iomodels.serving import toolkit
 from iomodels.serving.models import ModelInfo
@@ -25,7 +24,8 @@ MODEL = ModelInfo(
     kind="blocking",
     name="threadpool", family="blocking I/O + fixed thread pool", section="1.1",
     waits_in="accept() / recv() in a pool thread",
-    cost="N threads, no creation per client; client N+1 waits in the accept queue")
+    cost="N threads, no creation per client; client N+1 waits in the accept queue",
+    reads=("recv_size", "threads"))
 
 
 def serve(listener, config, stats, stop, new_session):
@@ -40,4 +40,4 @@ def serve(listener, config, stats, stop, new_session):
         pass
     deadline = stop.finish_by()
     for thread in pool:
-        thread.join(max(0.0, deadline - time.monotonic()))
+        thread.join(toolkit.seconds_until(deadline))

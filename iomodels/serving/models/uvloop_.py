@@ -26,11 +26,12 @@ from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._eventloop import serve_on
 
 MODEL = ModelInfo(
-    kind="event loop", bounded_reads=False,
+    kind="event loop",
     name="uvloop", family="event loop on libuv (readiness, reactor)", section="1.3",
     waits_in="epoll_wait() inside libuv",
     cost="one thread for all connections; loop machinery in C, our callback in Python",
-    multi_worker=True)
+    # libuv reads into its own 256 KiB buffer: --recv-size has no say (see _eventloop.py).
+    multi_worker=True, reads=())
 
 
 def serve(listener, config, stats, stop, new_session):
