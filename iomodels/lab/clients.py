@@ -12,10 +12,10 @@ import selectors
 import socket
 import time
 
-from iomodels.addresses import LAST_SOURCE, SourceAddresses, ephemeral_ports
+from iomodels.addresses import LAST_SOURCE, PORT_SHARE, SourceAddresses, ephemeral_ports
 
 # Every lab crowd fits this plan: the spreading starts where one source address runs short.
-SOURCES = SourceAddresses("127.0.0.1", LAST_SOURCE * ephemeral_ports())
+SOURCES = SourceAddresses("127.0.0.1", LAST_SOURCE * int(ephemeral_ports() * PORT_SHARE))
 
 
 def connect(address: tuple[str, int], timeout: float = 5.0, index: int = 0) -> socket.socket:
