@@ -38,6 +38,7 @@ def measure(ctx, record) -> None:
         check_tracer()
     except TraceError as exc:
         record.notes.append(f"Figures not drawn: {exc}.")
+        record.rows.append({"kind": "not drawn", "reason": str(exc)})
         record.skipped.extend({"model": name, "reason": f"figure not drawn: {exc}"} for name in ctx.models(record))
         return
     for model in ctx.each(TITLE, ctx.models(record)):
@@ -105,7 +106,8 @@ def judge(record):
 def plots(record):
     traces = [row for row in record.rows if row["kind"] == "trace"]
     if not traces:
-        return []
+        reasons = [row["reason"] for row in record.rows if row["kind"] == "not drawn"]
+        return [figure.not_drawn(reasons[0] if reasons else "no model could be traced")]
     stored = []
     for row in traces:
         lanes = dict(item.split(":") for item in row["lanes"].split())

@@ -181,3 +181,11 @@ def overhead_figures(cost: dict, rows: list[dict]) -> list:
     ax.tick_params(axis="x", labelrotation=30)
     fig.legend(loc="outside lower center", fontsize=8, ncols=2)
     return [calls, fig]
+
+
+def not_drawn(reason: str):
+    """A placeholder where the figures would be, saying why they are not."""
+    fig, ax = plotting.figure("Who waits where: the figures were not drawn", size=(6.4, 1.6))
+    ax.axis("off")
+    ax.text(0, 0.5, "\n".join(textwrap.wrap(reason, 80)), fontsize=9, va="center", transform=ax.transAxes)
+    return fig

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 
 from iomodels.lab.measuring import fmt
 from iomodels.trace.scenario import ClientTimes
@@ -88,7 +89,9 @@ def classify(model: str, calls: list[Syscall], client: ClientTimes) -> Trace:
         phase = "copy" if c is copy else "wait" if id(c) in wait_ids else "other"
         event = {"lane": c.lane, "call": c.call, "start_us": round((c.start - t0) * 1e6, 1),
                  "duration_us": round(c.duration * 1e6, 1), "result": c.result, "phase": phase,
-                 "args": c.args[:90]}
+                 "args": c.args[:120]}
+        if c.call in WAITS and c.call != "io_uring_enter":
+            event["timeout_ms"] = timeout_ms(c.call, c.args)
         if phase == "copy":
             event["waited_us"] = round(max(0.0, client.send_start - c.start) * 1e6, 1) if not waits else 0.0
             if kernel_copied:
@@ -98,6 +101,31 @@ def classify(model: str, calls: list[Syscall], client: ClientTimes) -> Trace:
     shown = {event["lane"]: lanes.get(event["lane"], "thread") for event in events}
     summary = summarise(model, client, waits, copy, kernel_copied, accepted)
     return Trace(model, client, events, dict(sorted(shown.items())), summary)
+
+
+TIMESPEC = re.compile(r"\{tv_sec=(\d+), tv_(n|u)sec=(\d+)\}")
+NESTED = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}")
+# Where each wait's timeout sits among its arguments (poll and epoll: milliseconds, -1 = none).
+TIMEOUT_ARG = {"poll": 2, "epoll_wait": 3, "epoll_pwait": 3}
+
+
+def timeout_ms(call: str, args: str) -> float | None:
+    """The timeout a wait was given, in ms; None when it may wait for ever."""
+    if call in TIMEOUT_ARG:
+        flat = args
+        while NESTED.search(flat):  # drop the nested lists and structures, whose commas would mislead
+            flat = NESTED.sub("_", flat)
+        parts = [part.strip() for part in flat.split(",")]
+        index = TIMEOUT_ARG[call]
+        if index < len(parts) and parts[index].lstrip("-").isdigit():
+            value = int(parts[index])
+            return None if value < 0 else float(value)
+        return None
+    match = TIMESPEC.search(args)  # select, pselect6, ppoll, rt_sigtimedwait: a timeval/timespec or NULL
+    if not match:
+        return None
+    fraction = int(match.group(3)) / (1e6 if match.group(2) == "n" else 1e3)
+    return int(match.group(1)) * 1000 + fraction
 
 
 def _sleeps(call: Syscall) -> bool:

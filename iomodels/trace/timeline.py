@@ -93,8 +93,22 @@ def render(trace: Trace, out=sys.stdout) -> None:
           f"asleep in a system call; WAIT: waiting for the data, COPY: the call that took it in)", file=out)
 
 
+def client_events(trace: Trace) -> list[dict]:
+    """The client's own moments, on the same clock (lane "client"): connect, the request, the reply, close."""
+    c = trace.client
+
+    def moment(call, start, end, result):
+        return {"lane": "client", "call": call, "start_us": round((start - c.connect_start) * 1e6, 1),
+                "duration_us": round((end - start) * 1e6, 1), "result": str(result), "phase": "other"}
+    return [moment("connect", c.connect_start, c.connected, 0),
+            moment("send request", c.send_start, c.sent, len(c.request)),
+            moment("read reply", c.sent, c.reply_done, len(c.request)),
+            moment("close", c.reply_done, c.closed, 0)]
+
+
 def write_json(trace: Trace, out=sys.stdout) -> None:
-    for event in trace.events:
+    """Every system call of the server, one object a line, then the client's moments (lane "client")."""
+    for event in trace.events + client_events(trace):
         print(json.dumps({**{key: event[key] for key in FIELDS},
                           **{key: value for key, value in event.items() if key not in FIELDS}}), file=out)
 
