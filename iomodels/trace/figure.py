@@ -16,6 +16,7 @@ import textwrap
 from iomodels.lab import plotting
 from iomodels.lab.measuring import fmt
 from iomodels.lab.ticket_office import STORY
+from iomodels.trace.phases import duration
 
 COLORS = {"wait": "#f28e2b", "copy": "#e15759", "other": "#bab0ac"}
 ARRIVAL = "#4e79a7"
@@ -40,7 +41,8 @@ def draw(traces: list[dict]) -> list:
     """`traces`: one dict per model with `model`, `sentence`, `arrival_us`, `lanes` {lane: kind} and
     `calls` (event rows, runs of calls merged). One figure per model, all on the same two axes."""
     left_end = max(t["arrival_us"] for t in traces) / 1000 * 1.03
-    right_end = max([AFTER_US] + [min(5000.0, c["start_us"] + c["duration_us"] - t["arrival_us"]) + 150
+    # The latest end of a copy, and what follows it (the reply's send), on every row's right panel.
+    right_end = max([AFTER_US] + [min(50_000.0, (c["start_us"] + c["duration_us"] - t["arrival_us"]) * 2)
                                   for t in traces for c in t["calls"] if c["phase"] == "copy"])
     return [_one(trace, left_end, right_end) for trace in traces]
 
@@ -48,10 +50,10 @@ def draw(traces: list[dict]) -> list:
 def _one(trace: dict, left_end: float, right_end: float):
     order = _lane_order(trace["calls"]) or [0]
     with plotting.plt.rc_context(plotting.STYLE):
-        fig, pair = plotting.plt.subplots(1, 2, figsize=(6.4, 0.3 * len(order) + 1.75), squeeze=True,
+        fig, pair = plotting.plt.subplots(1, 2, figsize=(5.6, 0.32 * len(order) + 2.0), squeeze=True,
                                           gridspec_kw={"width_ratios": [3, 2], "wspace": 0.03},
                                           layout="constrained")
-    _row(pair, trace, order, left_end, right_end, first=True)
+    _row(pair, trace, order, left_end, right_end)
     pair[0].set_xlabel("ms from the client's connect", fontsize=8)
     pair[1].set_xlabel("µs from the request", fontsize=8)
     handles = [plotting.plt.Rectangle((0, 0), 1, 1, color=COLORS[p]) for p in ("wait", "copy", "other")]
@@ -61,7 +63,7 @@ def _one(trace: dict, left_end: float, right_end: float):
     return fig
 
 
-def _row(pair, trace: dict, order: list[int], left_end: float, right_end: float, first: bool) -> None:
+def _row(pair, trace: dict, order: list[int], left_end: float, right_end: float) -> None:
     left, right = pair
     arrival = trace["arrival_us"]
     y = {lane: len(order) - 1 - i for i, lane in enumerate(order)}
@@ -76,24 +78,29 @@ def _row(pair, trace: dict, order: list[int], left_end: float, right_end: float,
     for call in calls:
         for start, width, phase in _split(call, arrival):
             for ax, x, w in ((left, start / 1000, width / 1000), (right, start - arrival, width)):
+                # A run of many calls (the spinner's EAGAIN recvs) is hatched: many bars, too close to part.
                 ax.broken_barh([(x, w)], (y[call["lane"]] - 0.35, 0.7), facecolors=COLORS[phase],
-                               edgecolors=COLORS[phase], linewidth=0.6)
+                               edgecolors="white" if call.get("count", 1) > 1 else COLORS[phase], linewidth=0.6,
+                               hatch="||||" if call.get("count", 1) > 1 else None)
         _label(left, right, call, y[call["lane"]], arrival, left_end, right_end)
     for ax, x in ((left, arrival / 1000), (right, 0.0)):
         ax.axvline(x, color=ARRIVAL, lw=1.5)
         ax.set_ylim(-0.75, len(order) - 0.25)
         ax.grid(axis="y", visible=False)
-    if first:
-        right.text(0, len(order) - 0.25, " request sent", color=ARRIVAL, fontsize=7, va="bottom")
     left.set_xlim(0, left_end)
+    # Around the request, 10 µs and 3 ms both matter: linear within ±100 µs, logarithmic beyond.
+    right.set_xscale("symlog", linthresh=100, linscale=0.6)
     right.set_xlim(-BEFORE_US, right_end)
+    right.set_xticks([t for t in (-100, 0, 100, 1000, 10_000) if -BEFORE_US <= t <= right_end])
+    right.xaxis.set_major_formatter(plotting.PLAIN)
+    right.xaxis.set_minor_formatter(plotting.NullFormatter())
     names = _lane_names(trace, order)
     left.set_yticks([y[lane] for lane in order], [names[lane] for lane in order], fontsize=7)
     right.set_yticks([])
     right.spines["left"].set_visible(False)
     left.spines["right"].set_linestyle((0, (2, 2)))  # the break
     left.figure.suptitle(trace["model"], x=0.01, ha="left", fontsize=11, fontweight="bold")
-    left.set_title("\n".join(textwrap.wrap(trace["sentence"] + ".", 95)), loc="left", fontsize=8,
+    left.set_title("\n".join(textwrap.wrap(trace["sentence"] + ".", 78)), loc="left", fontsize=8.5,
                    fontweight="normal")
 
 
@@ -114,20 +121,17 @@ def _label(left, right, call: dict, y: float, arrival: float, left_end: float, r
     start_ms, width_ms = call["start_us"] / 1000, call["duration_us"] / 1000
     beyond = call["start_us"] + call["duration_us"] > arrival + right_end
     text = (f"{what}, still blocked when the scene ends" if beyond
-            else f"{what} → {call['result']}  ({_us(call['duration_us'])})")
+            else f"{what} → {call['result']}  ({duration(call['duration_us'])})")
     visible = min(start_ms + width_ms, left_end) - max(start_ms, 0)
     if visible > left_end * 0.3:
-        left.text(max(start_ms, 0) + visible / 2, y, text, ha="center", va="center", fontsize=7, clip_on=True)
+        left.text(max(start_ms, 0) + visible / 2, y, text, ha="center", va="center", fontsize=7, clip_on=True,
+                  bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0, "pad": 1.5})
     offset = call["start_us"] - arrival
     if call.get("label") in ("copy", "after") and -BEFORE_US <= offset <= right_end:
         above = call["label"] == "copy"
         right.text(max(offset, -BEFORE_US), y + (0.4 if above else -0.4), f"{call['call']} → {call['result']}",
                    fontsize=6.5, va="bottom" if above else "top", clip_on=False,
                    fontweight="bold" if above else "normal")
-
-
-def _us(value: float) -> str:
-    return f"{fmt(value / 1000)} ms" if value >= 1000 else f"{fmt(value)} µs"
 
 
 # Section 1.5: Lao Li's train ticket, for the models the tutorial does not name by family.
@@ -144,18 +148,17 @@ def story(model: str) -> str:
 
 def ticket_office(rows: list[dict]):
     """The tutorial's summary (section 1.5) rebuilt from the traces: one line per model."""
-    header = ("model", "Lao Li…", "waited in", "calls while\nwaiting", "found\nnothing", "the copy", "woke", "asleep\n(of the silence)")
-    cells = [[r["model"], "\n".join(textwrap.wrap(story(r["model"]), 30)), r["waited_in"], fmt(r["calls_while_waiting"]), fmt(r["found_nothing"]),
-              r["copy_call"] + ("\n(the kernel copied)" if r["kernel_copied"] else ""),
-              fmt(r["wakeups"]) if r["wakeups"] else "never slept", f"{fmt(100 * r['waited_share'])} %"]
+    header = ("model", "Lao Li…", "waited in", "calls while\nwaiting", "found\nnothing", "the copy", "woke")
+    cells = [[r["model"], "\n".join(textwrap.wrap(story(r["model"]), 24)), r["waited_in"].replace(", ", "\n"), fmt(r["calls_while_waiting"]), fmt(r["found_nothing"]),
+              r["copy_call"] + ("\n(kernel copied)" if r["kernel_copied"] else ""),
+              fmt(r["wakeups"]) if r["wakeups"] else "never\nslept"]
              for r in rows]
-    fig, ax = plotting.figure("The ticket office, from the traces: who waited where, and who copied",
-                              size=(10, 0.42 * len(rows) + 0.9))
+    fig, ax = plotting.figure("The ticket office (§1.5), from the traces", size=(6.4, 0.42 * len(rows) + 0.9))
     ax.axis("off")
     table = ax.table(cellText=cells, colLabels=header, loc="upper left", cellLoc="left",
-                     colWidths=[0.1, 0.23, 0.15, 0.08, 0.07, 0.19, 0.08, 0.1])
+                     colWidths=[0.13, 0.26, 0.17, 0.1, 0.09, 0.17, 0.08])
     table.auto_set_font_size(False)
-    table.set_fontsize(8)
+    table.set_fontsize(7)
     table.scale(1, 1.9)
     for (r, _), cell in table.get_celld().items():
         cell.set_edgecolor("#d1d9e0")

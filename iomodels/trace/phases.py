@@ -194,7 +194,13 @@ def sentence(s: dict, same_call: bool) -> str:
         return (f"never slept: {fmt(n)} {s['waited_in'] or 'calls'} calls in {fmt(s['silence_ms'])} ms, {every} "
                 f"EAGAIN; then {copy} copied the {s['copy_bytes']} bytes in {fmt(s['copy_us'])} µs")
     return (f"waited {waited} inside {s['waited_in']} ({_calls(n, s['found_nothing'])}); then {copy} copied "
-            f"the {s['copy_bytes']} bytes in {fmt(s['copy_us'])} µs")
+            f"the {s['copy_bytes']} bytes in {fmt(s['copy_us'])} µs, {duration(s['returned_after_send_us'])} "
+            "after the request was sent")
+
+
+def duration(us: float) -> str:
+    """12.0 µs / 1.30 ms: microseconds for people."""
+    return f"{fmt(us / 1000)} ms" if us >= 1000 else f"{fmt(us)} µs"
 
 
 def _calls(count: int, empty: int) -> str:

@@ -11,7 +11,7 @@ import json
 import sys
 
 from iomodels.lab.measuring import fmt
-from iomodels.trace.phases import Trace
+from iomodels.trace.phases import Trace, duration
 
 MARK = {"wait": "WAIT", "copy": "COPY", "other": ""}
 FIELDS = ("lane", "call", "start_us", "duration_us", "result", "phase")
@@ -53,12 +53,6 @@ def runs(events: list[dict], shortest: int = 3) -> list[dict]:
             group.append(event)
         flush()
     return sorted(out, key=lambda e: e["start_us"])
-
-
-def duration(us: float) -> str:
-    if us >= 1000:
-        return f"{fmt(us / 1000)} ms"
-    return f"{fmt(us)} µs"
 
 
 def lane_names(trace: Trace) -> dict[int, str]:
