@@ -18,7 +18,6 @@ from iomodels.lab.measuring import fmt
 from iomodels.lab.runner import FAILS, HOLDS, UNKNOWN
 from iomodels.trace import figure, overhead, run
 from iomodels.trace.strace import TraceError, check_tracer
-from iomodels.trace.timeline import runs
 
 TITLE = "Who waits where"
 SECTION = "1.1-1.4"
@@ -48,11 +47,11 @@ def measure(ctx, record) -> None:
         except TraceError as exc:
             record.skipped.append({"model": model, "reason": f"figure not drawn: {exc}"})
             continue
-        client = trace.client
+        drawn = figure.stored(trace)
         record.rows.append({"kind": "trace", **{key: trace.summary[key] for key in KEPT},
-                            "arrival_us": round((client.send_start - client.connect_start) * 1e6, 1),
-                            "lanes": " ".join(f"{lane}:{kind}" for lane, kind in trace.lanes.items())})
-        for call in runs(trace.events):
+                            "arrival_us": drawn["arrival_us"],
+                            "lanes": " ".join(f"{lane}:{kind}" for lane, kind in drawn["lanes"].items())})
+        for call in drawn["calls"]:
             record.rows.append({"kind": "call", "model": model, **{key: call.get(key) for key in (
                 "lane", "call", "start_us", "duration_us", "result", "phase", "count", "busy_us", "waited_us")}})
     ctx.begin(f"{TITLE}: the cost of tracing", 1)

@@ -16,7 +16,7 @@ import textwrap
 from iomodels.lab import plotting
 from iomodels.lab.measuring import fmt
 from iomodels.lab.ticket_office import STORY
-from iomodels.trace.phases import duration
+from iomodels.trace.phases import Trace, duration, runs
 
 COLORS = {"wait": "#f28e2b", "copy": "#e15759", "other": "#bab0ac"}
 ARRIVAL = "#4e79a7"
@@ -35,6 +35,14 @@ def _split(event: dict, arrival_us: float) -> list[tuple[float, float, str]]:
 
 def _lane_order(calls: list[dict]) -> list[int]:
     return list(dict.fromkeys(call["lane"] for call in calls))
+
+
+def stored(trace: Trace) -> dict:
+    """What `draw` needs of a trace (the lab keeps the same in its rows)."""
+    client = trace.client
+    return {"model": trace.model, "sentence": trace.summary["sentence"],
+            "arrival_us": round((client.send_start - client.connect_start) * 1e6, 1),
+            "lanes": {str(lane): kind for lane, kind in trace.lanes.items()}, "calls": runs(trace.events)}
 
 
 def draw(traces: list[dict]) -> list:

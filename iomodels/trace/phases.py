@@ -206,3 +206,41 @@ def duration(us: float) -> str:
 def _calls(count: int, empty: int) -> str:
     made = f"{fmt(count)} call{'s' if count != 1 else ''}"
     return f"{made}, {fmt(empty)} found nothing" if empty else f"{made}, none came back empty"
+
+
+def _kind(event: dict) -> tuple:
+    """Calls that failed the same way (EAGAIN) run together whatever their names: a sweep of
+    accept + recv that both found nothing is one run."""
+    if event["result"].startswith("E") and event["phase"] != "copy":
+        return ("failed", event["result"])
+    return (event["call"], event["result"], event["phase"])
+
+
+def runs(events: list[dict], shortest: int = 3) -> list[dict]:
+    """Consecutive calls of one lane of the same kind, `shortest` or more of them, become one: start
+    of the first, `duration_us` to the end of the last, `busy_us` the time spent inside them,
+    `count`, and `calls` by name ("accept4+recvfrom" for a sweep); a wait among them makes it a wait."""
+    out: list[dict] = []
+    group: list[dict] = []
+
+    def flush():
+        if len(group) >= shortest:
+            first, last = group[0], group[-1]
+            by_name = collections.Counter(e["call"] for e in group)
+            phases = {e["phase"] for e in group}
+            out.append({**first, "call": "+".join(by_name), "calls": dict(by_name), "count": len(group),
+                        "phase": "wait" if "wait" in phases else first["phase"],
+                        "busy_us": round(sum(e["duration_us"] for e in group), 1),
+                        "duration_us": round(last["start_us"] + last["duration_us"] - first["start_us"], 1)})
+        else:
+            out.extend({**e, "count": 1, "busy_us": e["duration_us"]} for e in group)
+        group.clear()
+
+    # Runs are per lane: another thread's calls interleave without breaking them.
+    for lane in dict.fromkeys(e["lane"] for e in events):
+        for event in (e for e in events if e["lane"] == lane):
+            if group and _kind(event) != _kind(group[-1]):
+                flush()
+            group.append(event)
+        flush()
+    return sorted(out, key=lambda e: e["start_us"])

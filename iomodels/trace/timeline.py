@@ -6,53 +6,15 @@ terminal ("× 1,097"); `--json` prints every call, one object a line.
 
 from __future__ import annotations
 
-import collections
 import json
 import sys
 
 from iomodels.lab.measuring import fmt
-from iomodels.trace.phases import Trace, duration
+from iomodels.serving.config import URING_MODES
+from iomodels.trace.phases import Trace, duration, runs
 
 MARK = {"wait": "WAIT", "copy": "COPY", "other": ""}
 FIELDS = ("lane", "call", "start_us", "duration_us", "result", "phase")
-
-
-def _kind(event: dict) -> tuple:
-    """Calls that failed the same way (EAGAIN) run together whatever their names: a sweep of
-    accept + recv that both found nothing is one run."""
-    if event["result"].startswith("E") and event["phase"] != "copy":
-        return ("failed", event["result"])
-    return (event["call"], event["result"], event["phase"])
-
-
-def runs(events: list[dict], shortest: int = 3) -> list[dict]:
-    """Consecutive calls of one lane of the same kind, `shortest` or more of them, become one: start
-    of the first, `duration_us` to the end of the last, `busy_us` the time spent inside them,
-    `count`, and `calls` by name ("accept4+recvfrom" for a sweep); a wait among them makes it a wait."""
-    out: list[dict] = []
-    group: list[dict] = []
-
-    def flush():
-        if len(group) >= shortest:
-            first, last = group[0], group[-1]
-            by_name = collections.Counter(e["call"] for e in group)
-            phases = {e["phase"] for e in group}
-            out.append({**first, "call": "+".join(by_name), "calls": dict(by_name), "count": len(group),
-                        "phase": "wait" if "wait" in phases else first["phase"],
-                        "busy_us": round(sum(e["duration_us"] for e in group), 1),
-                        "duration_us": round(last["start_us"] + last["duration_us"] - first["start_us"], 1)})
-        else:
-            out.extend({**e, "count": 1, "busy_us": e["duration_us"]} for e in group)
-        group.clear()
-
-    # Runs are per lane: another thread's calls interleave without breaking them.
-    for lane in dict.fromkeys(e["lane"] for e in events):
-        for event in (e for e in events if e["lane"] == lane):
-            if group and _kind(event) != _kind(group[-1]):
-                flush()
-            group.append(event)
-        flush()
-    return sorted(out, key=lambda e: e["start_us"])
 
 
 def lane_names(trace: Trace) -> dict[int, str]:
@@ -114,7 +76,10 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print every system call, one JSON object a line")
     p.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS",
                    help="select: the timeout of each select() call (the server's default otherwise)")
-    p.add_argument("--uring-mode", default=None, help="io_uring: oneshot or multishot (the server's default)")
+    p.add_argument("--uring-mode", choices=URING_MODES, default=None,
+                   help="io_uring: one recv per completion, or multishot (the server's default)")
+    p.add_argument("--svg", default=None, metavar="FILE",
+                   help="also draw the figure (the lab's, for this one model) into FILE")
     p.set_defaults(func=main)
 
 
@@ -136,4 +101,7 @@ def main(args) -> int:
         print(f"iomodels trace: error: {exc}", file=sys.stderr)
         return 1
     (write_json if args.json else render)(trace)
+    if args.svg:
+        from iomodels.trace import figure
+        figure.draw([figure.stored(trace)])[0].savefig(args.svg, format="svg", bbox_inches="tight")
     return 0
