@@ -54,6 +54,8 @@ def measure(ctx, record) -> None:
         for call in drawn["calls"]:
             record.rows.append({"kind": "call", "model": model, **{key: call.get(key) for key in (
                 "lane", "call", "start_us", "duration_us", "result", "phase", "count", "busy_us", "waited_us")}})
+    traced = [row for row in record.rows if row["kind"] == "trace"]
+    record.notes.extend(f"Ticket office, {figure.ticket_office_line(row)}" for row in traced)
     ctx.begin(f"{TITLE}: the cost of tracing", 1)
     cost = overhead.measure(p["overhead_calls"])
     record.rows.append({"kind": "overhead", **cost})

@@ -154,6 +154,14 @@ def story(model: str) -> str:
     return STORIES.get(model, "")
 
 
+def ticket_office_line(r: dict) -> str:
+    """The same as a sentence, for the page's text."""
+    woke = "never slept" if not r["wakeups"] else f"woke {fmt(r['wakeups'])} time{'s' if r['wakeups'] != 1 else ''}"
+    copy = r["copy_call"] + (" (the kernel had copied)" if r["kernel_copied"] else "")
+    return (f"{r['model']} ({story(r['model'])}): waited in {r['waited_in']}, {fmt(r['calls_while_waiting'])} "
+            f"call(s) while waiting, {fmt(r['found_nothing'])} found nothing; the copy: {copy}; {woke}.")
+
+
 def ticket_office(rows: list[dict]):
     """The tutorial's summary (section 1.5) rebuilt from the traces: one line per model."""
     header = ("model", "Lao Li…", "waited in", "calls while\nwaiting", "found\nnothing", "the copy", "woke")
@@ -161,13 +169,13 @@ def ticket_office(rows: list[dict]):
               r["copy_call"] + ("\n(kernel copied)" if r["kernel_copied"] else ""),
               fmt(r["wakeups"]) if r["wakeups"] else "never\nslept"]
              for r in rows]
-    fig, ax = plotting.figure("The ticket office (§1.5), from the traces", size=(6.4, 0.42 * len(rows) + 0.9))
+    fig, ax = plotting.figure("The ticket office (§1.5), from the traces", size=(6.4, 0.5 * len(rows) + 0.9))
     ax.axis("off")
     table = ax.table(cellText=cells, colLabels=header, loc="upper left", cellLoc="left",
                      colWidths=[0.13, 0.26, 0.17, 0.1, 0.09, 0.17, 0.08])
     table.auto_set_font_size(False)
-    table.set_fontsize(7)
-    table.scale(1, 1.9)
+    table.set_fontsize(8)
+    table.scale(1, 2.2)
     for (r, _), cell in table.get_celld().items():
         cell.set_edgecolor("#d1d9e0")
         if r == 0:

@@ -67,8 +67,11 @@ def classify(model: str, calls: list[Syscall], client: ClientTimes) -> Trace:
     window_end = max(client.closed, closes[0].end if closes else client.closed + TAIL_S)
     kept = [c for c in calls if c.end >= client.connect_start and c.start <= window_end
             and (ours(c) or c.call in WAITS or c.call in ACCEPTS or c.call in SPAWNS)]
+    # When the server took the connection: its accept, or (io_uring accepts in the ring) its first
+    # call on the new socket.
     accepts = [c for c in kept if c.call in ACCEPTS and tag in c.returned]
-    accepted = accepts[0].end if accepts else client.connected
+    first_use = next((c.start for c in kept if ours(c)), client.connected)
+    accepted = accepts[0].end if accepts else max(client.connected, first_use)
     copy = next((c for c in kept if c.call in RECVS and ours(c) and (c.value or 0) > 0
                  and c.end >= client.send_start), None)
     kernel_copied = copy is None

@@ -13,12 +13,29 @@ from iomodels.trace.strace import TraceError
 SETTLE_S = 0.3
 
 
+# A scene counts only if the server had accepted the connection well before the request: on a
+# loaded machine a starved server (and strace, which it waits for at every call) may take the
+# connection only after the request has arrived, and then there was nothing to wait for.
+ATTEMPTS = 3
+
+
 def take(model: str, delay: float = scenario.DEFAULT_DELAY, *flags: str) -> phases.Trace:
     """Raises ConfigError for an unknown model, TraceError when it cannot be traced here."""
     models.load(model)
     reason = models.unavailable_reason(model)
     if reason:
         raise TraceError(f"{model} cannot run here: {reason}")
+    for attempt in range(1, ATTEMPTS + 1):
+        trace = _once(model, delay, *flags)
+        if trace.summary["silence_ms"] >= delay * 1000 / 2:
+            trace.summary["attempts"] = attempt
+            return trace
+    raise TraceError(f"{model}: {ATTEMPTS} times the server took the connection only "
+                     f"{trace.summary['silence_ms']:.0f} ms before the request (the delay was {delay * 1000:.0f} ms): "
+                     "the machine is too busy for a fair picture; try again, or with a longer --delay")
+
+
+def _once(model: str, delay: float, *flags: str) -> phases.Trace:
     with strace.traced_server(model, *flags) as traced:
         time.sleep(SETTLE_S)
         try:
