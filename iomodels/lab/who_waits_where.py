@@ -99,8 +99,11 @@ def judge(record):
         if name in by:
             parts.append(f"{name}: {by[name]['sentence']}")
     if shares:
+        low = min((row for row in traces if row["wakeups"]), key=lambda row: row["waited_share"])
         parts.append(f"the sleeping models were asleep {fmt(100 * min(shares))}-{fmt(100 * max(shares))} % of the "
-                     "silence, so tracing did not stretch the wait")
+                     "silence" + (", so tracing did not stretch the waits" if low["waited_share"] >= 0.8 else
+                                  f" ({low['model']} the least: the rest of its silence it spent in user space "
+                                  "or waiting for a CPU, traced)"))
     return (HOLDS if not wrong else FAILS), "; ".join(parts)
 
 

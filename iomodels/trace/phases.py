@@ -187,7 +187,7 @@ def sentence(s: dict, same_call: bool) -> str:
                 f"its own: the kernel had already copied the {s['copy_bytes']} bytes into the ring's buffer")
     if same_call:
         return (f"waited {waited} inside {copy}, which returned the {s['copy_bytes']} bytes "
-                f"{fmt(s['returned_after_send_us'])} µs after they were sent: wait and copy in one call")
+                f"{duration(s['returned_after_send_us'])} after they were sent: wait and copy in one call")
     if s["kernel_copied"]:
         return (f"waited {waited} inside {s['waited_in'] or copy} ({_calls(n, s['found_nothing'])}) and made no "
                 f"recv of its own: when {copy} returned, the kernel had already copied the "
