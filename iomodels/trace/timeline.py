@@ -37,7 +37,7 @@ def render(trace: Trace, out=sys.stdout) -> None:
         if not marked and event["start_us"] >= arrival_us:
             print(f"{fmt(arrival_us / 1000):>9} ms  {'':8} ---- the client sends its request ----", file=out)
             marked = True
-        extra = ""
+        extra = "(began before the connect)" if event["start_us"] < 0 else ""
         if event["count"] > 1:
             extra = (" + ".join(f"{fmt(n)} {name}" for name, n in event["calls"].items())
                      + f", {duration(event['busy_us'])} of it inside them")
