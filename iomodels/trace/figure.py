@@ -194,8 +194,8 @@ def overhead_figures(cost: dict, rows: list[dict]) -> list:
     xs = range(len(sleepers))
     ax.bar([x - 0.2 for x in xs], [row["silence_ms"] for row in sleepers], 0.4, color="#4e79a7",
            label="the silence (accept → request)")
-    ax.bar([x + 0.2 for x in xs], [row["waited_ms"] for row in sleepers], 0.4, color=COLORS["wait"],
-           label="asleep in the model's wait")
+    ax.bar([x + 0.2 for x in xs], [row.get("asleep_ms", row["waited_ms"]) for row in sleepers], 0.4,
+           color=COLORS["wait"], label="of it, asleep in the model's wait")
     ax.set_xticks(list(xs), [row["model"] for row in sleepers])
     ax.tick_params(axis="x", labelrotation=30)
     fig.legend(loc="outside lower center", fontsize=8, ncols=2)

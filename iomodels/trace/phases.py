@@ -154,11 +154,17 @@ def summarise(model: str, client: ClientTimes, waits: list[Syscall], copy: Sysca
     slept_in_copy = copy is not None and not any(_sleeps(c) for c in waits) and copy.start < client.send_start
     copy_waited = client.send_start - copy.start if slept_in_copy and (not waits or kernel_copied) else 0.0
     waited = sum(c.duration for c in waits if _sleeps(c)) + copy_waited
+    # Of the silence (accept -> request), the time spent asleep; a wait that overran the request
+    # (the process woke late: a busy CPU) counts only up to it.
+    asleep = sum(max(0.0, min(c.end, client.send_start) - max(c.start, accepted)) for c in waits if _sleeps(c))
+    asleep += copy_waited
     slept = sum(1 for c in waits if _sleeps(c)) + (1 if copy_waited > 0 else 0)
     silence = max(client.send_start - accepted, 1e-9)
+    began = min([c.start for c in waits] + ([copy.start] if copy else [client.send_start]))
     summary = {
         "model": model, "delay_ms": round(client.delay_s * 1000, 1),
         "silence_ms": round(silence * 1000, 1),  # accepted -> the client starts sending: what there was to wait
+        "ready_ms": round((client.send_start - began) * 1000, 1),  # how long before the request it began to wait
         "waited_in": ", ".join(f"{name}()" for name in names) or (f"{copy.call}()" if copy_waited else ""),
         "calls_while_waiting": len(waits) + (1 if copy_waited else 0),
         "found_nothing": sum(1 for c in waits if _empty(c)),
@@ -169,7 +175,8 @@ def summarise(model: str, client: ClientTimes, waits: list[Syscall], copy: Sysca
         "returned_after_send_us": round((copy.end - client.send_start) * 1e6, 1) if copy else None,
         "wakeups": slept,
         "waited_ms": round(waited * 1000, 1),
-        "waited_share": round(waited / silence, 3),
+        "asleep_ms": round(min(asleep, silence) * 1000, 1),
+        "waited_share": round(min(asleep / silence, 1.0), 3),
     }
     summary["sentence"] = sentence(summary, copy_waited > 0)
     return summary

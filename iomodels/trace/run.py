@@ -13,9 +13,9 @@ from iomodels.trace.strace import TraceError
 SETTLE_S = 0.3
 
 
-# A scene counts only if the server had accepted the connection well before the request: on a
-# loaded machine a starved server (and strace, which it waits for at every call) may take the
-# connection only after the request has arrived, and then there was nothing to wait for.
+# A scene counts only if the server was waiting for the request well before it came: on a loaded
+# machine a starved server (and strace, which it waits for at every call) may take the connection,
+# or start the connection's thread, only once the request has arrived, and then it waited for nothing.
 ATTEMPTS = 3
 
 
@@ -27,11 +27,11 @@ def take(model: str, delay: float = scenario.DEFAULT_DELAY, *flags: str) -> phas
         raise TraceError(f"{model} cannot run here: {reason}")
     for attempt in range(1, ATTEMPTS + 1):
         trace = _once(model, delay, *flags)
-        if trace.summary["silence_ms"] >= delay * 1000 / 2:
+        if trace.summary["ready_ms"] >= delay * 1000 / 2:
             trace.summary["attempts"] = attempt
             return trace
-    raise TraceError(f"{model}: {ATTEMPTS} times the server took the connection only "
-                     f"{trace.summary['silence_ms']:.0f} ms before the request (the delay was {delay * 1000:.0f} ms): "
+    raise TraceError(f"{model}: {ATTEMPTS} times the server began to wait only "
+                     f"{trace.summary['ready_ms']:.0f} ms before the request (the delay was {delay * 1000:.0f} ms): "
                      "the machine is too busy for a fair picture; try again, or with a longer --delay")
 
 

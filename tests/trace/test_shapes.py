@@ -67,8 +67,9 @@ def test_the_blocking_family_waits_inside_a_recv_that_returns_the_bytes(model):
     sent = client["send request"]["start_us"]
     copy = only(events, "copy")
     assert copy["call"] in RECVS and copy["result"] == str(len(REQUEST))
-    # It was asleep in that one call through the silence: it began before delay/2 and ended after the request.
-    assert copy["start_us"] < DELAY * 1e6 / 2 and end(copy) >= sent
+    # It was asleep in that one call through the silence (the trace is retaken if the server was
+    # late to start waiting, on a starved machine): it began well before the request, ended after it.
+    assert sent - copy["start_us"] >= DELAY * 1e6 / 2 and end(copy) >= sent
     assert copy["duration_us"] >= sent - copy["start_us"] and copy["waited_us"] > 0
     assert not [e for e in events if e["phase"] == "wait"]
     if model == "threaded":
@@ -90,7 +91,7 @@ def test_epoll_waits_in_epoll_wait_then_its_recv_finds_the_bytes_there():
     waits = [e for e in events if e["phase"] == "wait"]
     assert waits and {e["call"] for e in waits} == {"epoll_wait"}
     woke = waits[-1]
-    assert woke["start_us"] < DELAY * 1e6 / 2 and end(woke) >= sent and woke["result"] == "1"
+    assert sent - woke["start_us"] >= DELAY * 1e6 / 2 and end(woke) >= sent and woke["result"] == "1"
     copy = only(events, "copy")
     # The recv starts once epoll_wait has returned, when the bytes are there: it does not wait.
     assert copy["call"] in RECVS and copy["start_us"] >= end(woke) and copy["result"] == str(len(REQUEST))
@@ -100,7 +101,7 @@ def test_io_uring_waits_in_io_uring_enter_and_makes_no_recv_of_its_own():
     events, client = trace("io_uring")
     sent = client["send request"]["start_us"]
     copy = only(events, "copy")
-    assert copy["call"] == "io_uring_enter" and copy["start_us"] < DELAY * 1e6 / 2 and end(copy) >= sent
+    assert copy["call"] == "io_uring_enter" and sent - copy["start_us"] >= DELAY * 1e6 / 2 and end(copy) >= sent
     assert "kernel" in copy["note"]
     assert not [e for e in events if e["call"] in RECVS]
 
