@@ -29,7 +29,7 @@ INSTALL_HINT = "apt-get install strace"
 # Enough to see every model's waits and copies, and the threads and processes they run in; Python's
 # own futex traffic (the GIL) stays out, which keeps the trace and its overhead small.
 TRACED = "trace=%net,%desc,%process,rt_sigtimedwait,io_uring_enter,io_uring_setup,io_uring_register"
-FLAGS = ("-f", "-ttt", "-T", "-yy", "-qq", "-s", "32", "-e", TRACED)
+FLAGS = ("-f", "--seccomp-bpf", "-ttt", "-T", "-yy", "-qq", "-s", "32", "-e", TRACED)
 
 
 class TraceError(RuntimeError):
