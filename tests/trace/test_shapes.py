@@ -1,8 +1,10 @@
 """Each model's trace has the shape the tutorial draws: read from `iomodels trace MODEL --json`.
 
 One scenario per model, run once (module-scoped): the client connects, stays silent, sends one
-request. Nothing here asserts a duration; only "the wait lasted until the request" (an order of
-timestamps on one clock) and counts of calls. Skipped where strace is missing or cannot trace.
+request. Nothing here asserts a duration; only "the wait began before the request and lasted until it"
+(an order of timestamps on one clock; `iomodels trace` retakes a scene where the server began to
+wait less than half the delay before the request, and warns when it never could) and counts of
+calls. Skipped where strace is missing or cannot trace.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from iomodels.trace.phases import RECVS
 from iomodels.trace.scenario import REQUEST
 from iomodels.trace.strace import TraceError, check_tracer
 
-DELAY = 0.1
+DELAY = 0.3
 POLL_INTERVAL = 0.02
 
 
@@ -42,9 +44,10 @@ def trace(model: str, *flags: str, delay: float = DELAY) -> tuple[list[dict], di
         pytest.skip(f"{model} cannot run here: {reason}")
     out = subprocess.run([sys.executable, "-m", "iomodels", "trace", model, "--json", "--delay", str(delay), *flags],
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    if "warning: the machine was busy" in out.stderr:  # the server started waiting late, every try
+    # A starved server that began to wait only after the request, in every try: no picture to check.
+    if "the machine is too busy" in out.stderr:
         pytest.skip(out.stderr.strip())
+    assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     for line in lines:
         assert {"lane", "call", "start_us", "duration_us", "result", "phase"} <= set(line)
@@ -69,9 +72,8 @@ def test_the_blocking_family_waits_inside_a_recv_that_returns_the_bytes(model):
     sent = client["send request"]["start_us"]
     copy = only(events, "copy")
     assert copy["call"] in RECVS and copy["result"] == str(len(REQUEST))
-    # It was asleep in that one call through the silence (the trace is retaken if the server was
-    # late to start waiting, on a starved machine): it began well before the request, ended after it.
-    assert sent - copy["start_us"] >= DELAY * 1e6 / 2 and end(copy) >= sent
+    # It was asleep in that one call through the silence: it began before the request, ended after it.
+    assert copy["start_us"] < sent <= end(copy)
     assert copy["duration_us"] >= sent - copy["start_us"] and copy["waited_us"] > 0
     assert not [e for e in events if e["phase"] == "wait"]
     if model == "threaded":
@@ -93,7 +95,7 @@ def test_epoll_waits_in_epoll_wait_then_its_recv_finds_the_bytes_there():
     waits = [e for e in events if e["phase"] == "wait"]
     assert waits and {e["call"] for e in waits} == {"epoll_wait"}
     woke = waits[-1]
-    assert sent - woke["start_us"] >= DELAY * 1e6 / 2 and end(woke) >= sent and woke["result"] == "1"
+    assert woke["start_us"] < sent <= end(woke) and woke["result"] == "1"
     copy = only(events, "copy")
     # The recv starts once epoll_wait has returned, when the bytes are there: it does not wait.
     assert copy["call"] in RECVS and copy["start_us"] >= end(woke) and copy["result"] == str(len(REQUEST))
@@ -103,7 +105,7 @@ def test_io_uring_waits_in_io_uring_enter_and_makes_no_recv_of_its_own():
     events, client = trace("io_uring")
     sent = client["send request"]["start_us"]
     copy = only(events, "copy")
-    assert copy["call"] == "io_uring_enter" and sent - copy["start_us"] >= DELAY * 1e6 / 2 and end(copy) >= sent
+    assert copy["call"] == "io_uring_enter" and copy["start_us"] < sent <= end(copy)
     assert "kernel" in copy["note"]
     assert not [e for e in events if e["call"] in RECVS]
 
