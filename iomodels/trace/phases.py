@@ -226,15 +226,20 @@ def _kind(event: dict) -> tuple:
     return (event["call"], event["result"], event["phase"])
 
 
-def runs(events: list[dict], shortest: int = 3) -> list[dict]:
-    """Consecutive calls of one lane of the same kind, `shortest` or more of them, become one: start
+# Fewer identical calls than this stay apart: a handful of select timeouts is the very picture of
+# asking at intervals; thousands of EAGAINs would be a smear of bars too close to tell apart.
+SHORTEST_RUN = {"failed": 3, "same": 20}
+
+
+def runs(events: list[dict]) -> list[dict]:
+    """Consecutive calls of one lane of the same kind, enough of them (SHORTEST_RUN), become one: start
     of the first, `duration_us` to the end of the last, `busy_us` the time spent inside them,
     `count`, and `calls` by name ("accept4+recvfrom" for a sweep); a wait among them makes it a wait."""
     out: list[dict] = []
     group: list[dict] = []
 
     def flush():
-        if len(group) >= shortest:
+        if group and len(group) >= SHORTEST_RUN["failed" if _kind(group[0])[0] == "failed" else "same"]:
             first, last = group[0], group[-1]
             by_name = collections.Counter(e["call"] for e in group)
             phases = {e["phase"] for e in group}
