@@ -24,8 +24,9 @@ SECTION = "1.1-1.4"
 CLAIM = ("Blocking I/O blocks through both phases, waiting for the data and copying it; non-blocking "
          "I/O asks again and again, then blocks only for the copy; multiplexing blocks in select, then "
          "copies in recvfrom; asynchronous I/O blocks in neither: the kernel copies, then notifies.")
-SCALES = {"tiny": {"delay": 0.05, "overhead_calls": 500}, "quick": {"delay": 0.2, "overhead_calls": 5000},
-          "full": {"delay": 0.5, "overhead_calls": 20000}}
+SCALES = {"tiny": {"delay": 0.15, "attempts": 2, "overhead_calls": 500},
+          "quick": {"delay": 0.2, "attempts": 4, "overhead_calls": 5000},
+          "full": {"delay": 0.5, "attempts": 4, "overhead_calls": 20000}}
 KEPT = ("model", "waited_in", "calls_while_waiting", "found_nothing", "copy_call", "kernel_copied", "copy_bytes",
         "copy_us", "returned_after_send_us", "wakeups", "delay_ms", "silence_ms", "ready_ms", "waited_ms", "asleep_ms", "waited_share", "attempts",
         "sentence")
@@ -43,7 +44,7 @@ def measure(ctx, record) -> None:
     for model in ctx.each(TITLE, ctx.models(record)):
         flags = ("--poll-interval", f"{p['delay'] / 4:g}") if model == "select" else ()
         try:
-            trace = run.take(model, p["delay"], *flags)
+            trace = run.take(model, p["delay"], *flags, attempts=p["attempts"])
         except TraceError as exc:
             record.skipped.append({"model": model, "reason": f"figure not drawn: {exc}"})
             continue

@@ -19,14 +19,14 @@ SETTLE_S = 0.3
 ATTEMPTS = 4
 
 
-def take(model: str, delay: float = scenario.DEFAULT_DELAY, *flags: str) -> phases.Trace:
+def take(model: str, delay: float = scenario.DEFAULT_DELAY, *flags: str, attempts: int = ATTEMPTS) -> phases.Trace:
     """Raises ConfigError for an unknown model, TraceError when it cannot be traced here."""
     models.load(model)
     reason = models.unavailable_reason(model)
     if reason:
         raise TraceError(f"{model} cannot run here: {reason}")
     tries = []
-    for attempt in range(1, ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         trace = _once(model, delay, *flags)
         trace.summary["attempts"] = attempt
         if trace.summary["ready_ms"] >= delay * 1000 / 2:
@@ -35,9 +35,9 @@ def take(model: str, delay: float = scenario.DEFAULT_DELAY, *flags: str) -> phas
     best = max(tries, key=lambda t: t.summary["ready_ms"])
     ready = best.summary["ready_ms"]
     if ready <= 0:
-        raise TraceError(f"{model}: {ATTEMPTS} times the server began to wait for the request only after it had "
+        raise TraceError(f"{model}: {attempts} times the server began to wait for the request only after it had "
                          "come (the machine is too busy for a fair picture); try again, or with a longer --delay")
-    best.summary["busy"] = (f"the machine was busy: in {ATTEMPTS} tries the server began to wait at best "
+    best.summary["busy"] = (f"the machine was busy: in {attempts} tries the server began to wait at best "
                             f"{ready:.0f} ms before the request, of a {delay * 1000:.0f} ms delay")
     best.summary["sentence"] += f" ({best.summary['busy']})"
     return best
