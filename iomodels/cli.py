@@ -1,4 +1,4 @@
-"""`iomodels serve | client | models | explain | bench | lab`: the command line.
+"""`iomodels serve | client | models | explain | bench | lab | trace`: the command line.
 
 Errors the user can cause (a bad flag, an unknown model, a busy port, a refused connection) are one
 line on stderr and a non-zero exit status; anything else is a bug and keeps its traceback.
@@ -207,12 +207,23 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _add_trace(sub) -> None:
+    from iomodels.trace import timeline
+    p = sub.add_parser(
+        "trace", help="trace a model's system calls through one request: who waits where, who copies",
+        description="Start MODEL's server under strace; a client connects, stays silent --delay seconds, "
+                    "sends one request, reads the reply and closes. Prints each system call of that "
+                    "connection's life with its duration, result and phase (wait for the data, copy it, "
+                    "other), and one sentence of who waited where. --json: one object a line.")
+    timeline.add_arguments(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="iomodels", description="One uppercase-echo service over every Unix I/O "
                      "model, and the tools to measure what each one costs.")
     parser.add_argument("--version", action="version", version=f"iomodels {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_serve, _add_client, _add_models, _add_explain, _add_bench, _add_lab):
+    for add in (_add_serve, _add_client, _add_models, _add_explain, _add_bench, _add_lab, _add_trace):
         add(sub)
     return parser
 

@@ -31,7 +31,7 @@ SCALES = ("tiny", "quick", "full")
 # In the tutorial's order, so the claims table reads like its sections.
 EXPERIMENTS = ("deaf_server", "thread_cost", "pool_limit", "thread_pool_creation", "connection_pool",
                "busy_polling", "select_wakeups", "few_connections", "many_connections", "async_io",
-               "ticket_office")
+               "who_waits_where", "ticket_office")
 HOLDS, FAILS, UNKNOWN = "holds", "does not hold", "not measured"
 
 
