@@ -12,6 +12,7 @@ import sys
 
 from iomodels.addresses import DEFAULT_HOST, DEFAULT_PORT, parse_address
 from iomodels.serving.config import LOG_LEVELS, URING_MODES, ConfigError, ServerConfig
+from iomodels.units import parse_bytes
 
 EXIT_USAGE = 2
 
@@ -23,14 +24,10 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_size(text: str) -> int:
     """'65536', '64K', '1M', '2G' -> bytes."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
     try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (examples: 4096, 64K, 1M)") from None
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:

@@ -20,7 +20,7 @@ import os
 import resource
 import socket
 
-from iomodels.addresses import SourceAddresses
+from iomodels.addresses import is_loopback, SourceAddresses
 from iomodels.bench.errors import BenchError
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -52,7 +52,9 @@ class SourcePlan(SourceAddresses):
 
     def __init__(self, host: str, total: int):
         try:
-            super().__init__(host, total)
+            # A remote target (--allow-remote) is reached from the kernel's own choice of address:
+            # loopback source addresses cannot route there.
+            super().__init__(host, total if is_loopback(host) else 1)
         except ValueError as exc:
             raise LimitError(str(exc)) from None
 
@@ -108,7 +110,7 @@ class IdleConnection:
         self.transport = transport
 
     def data_received(self, data):
-        self.tally.protocol_errors += 1  # an echo server must not speak first
+        self.tally.protocol_error("the server sent data on an idle connection (an echo server must not speak first)")
 
     def eof_received(self):
         return False

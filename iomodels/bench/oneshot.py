@@ -65,7 +65,7 @@ class OneShotRequests:
             sock.close()
         self.nbytes += len(reply)
         if reply != expect:
-            self.tally.mismatches += 1
+            self.tally.new_mismatches += 1
         self.tally.latencies.append(perf_counter_ns() - start_ns)
 
     def _connect_failed(self, exc: BaseException) -> None:
