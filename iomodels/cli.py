@@ -174,11 +174,27 @@ def _add_lab(sub) -> None:
     p.set_defaults(func=lab_cli.main)
 
 
+def _add_locustfile(sub) -> None:
+    p = sub.add_parser(
+        "locustfile", help="print the path of the bundled Locust user class (for load from several machines)",
+        description='Print the path of the Locust user class for the uppercase-echo protocol: '
+                    'locust -f "$(iomodels locustfile)" --host 127.0.0.1:PORT (needs iomodels[locust]).')
+    p.set_defaults(func=_locustfile)
+
+
+def _locustfile(args) -> int:
+    from importlib.resources import files
+    print(files("iomodels.bench") / "locustfile.py")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from iomodels.bench.export import version
     parser = _Parser(prog="iomodels", description="One uppercase-echo service over every Unix I/O "
                      "model, and the tools to measure what each one costs.")
+    parser.add_argument("--version", action="version", version=f"iomodels {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_serve, _add_client, _add_models, _add_explain, _add_bench, _add_lab):
+    for add in (_add_serve, _add_client, _add_models, _add_explain, _add_bench, _add_lab, _add_locustfile):
         add(sub)
     return parser
 

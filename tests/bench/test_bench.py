@@ -94,10 +94,11 @@ def test_idle_connections_reach_the_server(serve):
     assert result.idle == 2000 and result.idle_lost == 0 and result.connect_errors == 0
 
 
-def test_workers_merge_counts_exactly():
+@pytest.mark.parametrize("pipeline", [2, 32])
+def test_workers_merge_counts_exactly(pipeline):
     # The server counts every reply byte it sent; what the workers counted, merged, must account
     # for all of them but the requests still in flight when the run ended.
-    connections, pipeline = 6, 2
+    connections = 6
     with FaultyServer() as server:
         result = bench.run("127.0.0.1", server.port, connections=connections, pipeline=pipeline, workers=3,
                            **SHORT)
