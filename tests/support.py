@@ -9,7 +9,9 @@ traceback, and that it left no child process behind.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -159,3 +161,14 @@ def _failing(method):
 core.EchoSession.receive_data = _failing(core.EchoSession.receive_data)
 core.EchoSession.reply_to = _failing(core.EchoSession.reply_to)
 """
+
+
+def interrupt(process: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """Ctrl-C a child (SIGINT) and collect its output; killed if it does not end within `timeout`."""
+    try:
+        process.send_signal(signal.SIGINT)
+        return process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

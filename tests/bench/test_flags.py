@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from hdrh.histogram import HdrHistogram
@@ -19,6 +17,7 @@ from iomodels.bench.errors import UsageError
 from iomodels.bench.histogram import DIGITS, HIGHEST_NS, LOWEST_NS
 from iomodels.bench.runner import check_target
 from iomodels.units import parse_bytes, parse_count, parse_seconds
+from tests import support
 from tests.bench.faulty import FaultyServer, no_uppercase
 
 SHORT = ["--duration", "1.2s", "-w", "100ms", "-c", "2"]
@@ -131,14 +130,9 @@ def test_ctrl_c_prints_partial_results_and_exits_130():
         process = subprocess.Popen([sys.executable, "-m", "iomodels", "bench", f"127.0.0.1:{server.port}", "-c", "2",
                                     "-w", "0", "--duration", "60s", "--json"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            time.sleep(3)  # spawn, connect, measure a little (not a timing assertion: any amount will do)
-            process.send_signal(signal.SIGINT)
-            out, err = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        # Measuring from the first request (-w 0): interrupt once the server has seen a few.
+        assert support.wait_until(lambda: server.received > 64 * 100, timeout=60)
+        out, err = support.interrupt(process)
     assert process.returncode == 130, err
     report = json.loads(out)
     assert report["partial"] is True and "PARTIAL" in err
