@@ -166,8 +166,9 @@ def section(results: list[dict], args, cases: list) -> str:
         f"(+{args.warmup:g} s warm-up) per case, cases interleaved within each round and the order of the two "
         f"generators alternated, so a drift in the machine's load hits both. Measured "
         f"{time.strftime('%Y-%m-%d %H:%M')} on {machine()}.", "",
-        "| case | C msg/s | ours msg/s | ours / C | goal | client CPU per message, C / ours (us) | rounds used |",
-        "|---|---|---|---|---|---|---|",
+        "| case | C msg/s | ours msg/s | ours / C | goal | client CPU per message, C / ours (us) | "
+        "CPU efficiency, C / ours | rounds used |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
         rows = [r for r in results if r["case"] == case]
@@ -176,14 +177,16 @@ def section(results: list[dict], args, cases: list) -> str:
         c = statistics.median(r["c_rps"] for r in basis)
         ours = statistics.median(r["ours_rps"] for r in basis)
         goal = GOALS.get(case)
+        c_us = statistics.median(r["c_client_us"] for r in basis)
+        ours_us = statistics.median(r["ours_client_us"] for r in basis)
         lines.append(f"| {label(case)} | {c:,.0f} | {ours:,.0f} | **{ours / c:.2f}** | "
-                     f"{'>= %.2f' % goal if goal else '-'} | "
-                     f"{statistics.median(r['c_client_us'] for r in basis):.2f} / "
-                     f"{statistics.median(r['ours_client_us'] for r in basis):.2f} | "
+                     f"{'>= %.2f' % goal if goal else '-'} | {c_us:.2f} / {ours_us:.2f} | {c_us / ours_us:.2f} | "
                      f"{f'{len(quiet)} undisturbed' if basis is quiet else f'all {len(rows)} (machine shared)'} |")
     lines += ["", "Medians per case, over the undisturbed rounds (other processes below "
               f"{QUIET:g}% CPU during both runs, the C generator at {SATURATED:.0%} of its core or more) when "
-              "there were at least 3, else over all rounds. Every round:", "",
+              "there were at least 3, else over all rounds. On a shared machine messages/s measure the machine as "
+              "much as the generators; CPU efficiency (the C generator's CPU per message over ours) is the "
+              "steadier figure of what the Python side costs. Every round:", "",
               "| round | case | C msg/s | ours msg/s | ratio | client CPU C / ours (cores) | "
               "other processes' CPU during C / ours |", "|---|---|---|---|---|---|---|"]
     for r in results:

@@ -1,4 +1,4 @@
-"""`iomodels serve | client | models | explain | bench | lab`: the command line.
+"""`iomodels serve | client | models | explain | bench | lab | locustfile`: the command line.
 
 Errors the user can cause (a bad flag, an unknown model, a busy port, a refused connection) are one
 line on stderr and a non-zero exit status; anything else is a bug and keeps its traceback.

@@ -20,6 +20,8 @@ the counts match the server's.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import sys
 from array import array
@@ -35,8 +37,14 @@ from iomodels.units import parse_bytes
 STOP_TIMEOUT = 5.0
 REPORT_KEY = "iomodels_histogram"
 
+_user_numbers = itertools.count()  # users start at different places in the message table
 pending = array("q")  # ns, since the last report to the master
 merged = LatencyHistogram()  # the master's (or a single process's) merge
+
+
+@functools.cache
+def _messages(size: int) -> Messages:
+    return Messages(Size(size, size))  # one table for every user of the process
 
 
 @events.init_command_line_parser.add_listener
@@ -105,7 +113,7 @@ class EchoUser(User):
         self.address, self.port, _ = parse_target(self.host, options.allow_remote)
         self.timeout = options.echo_timeout
         self.size = parse_bytes(options.echo_size)
-        self.script = Messages(Size(self.size, self.size), seed=id(self) & 0xFFFF).script(id(self) >> 4)
+        self.script = _messages(self.size).script(next(_user_numbers) * 7)
         self.name = f"{self.size} B"
         self.connection = None
 
