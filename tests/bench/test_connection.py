@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 
 import pytest
@@ -175,3 +176,29 @@ def test_flush_files_mismatches_with_their_requests():
     tally.flush(measuring=True)
     assert (tally.warmup_requests, tally.warmup_mismatches) == (2, 2)
     assert (tally.histogram.count, tally.mismatches) == (3, 3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_cuts_and_corruptions_count_each_wrong_reply_exactly_once(transports, seed):
+    rng = random.Random(seed)
+    depth, size = rng.choice([1, 3, 8]), rng.choice([Size(8, 8), Size(1, 50)])
+    conn, tally, transport = connection(transports, depth, size=size)
+    wrong = 0
+    for _ in range(30):
+        sent_from = conn.done  # the replies answered in this turn are conn.done .. conn.sent
+        replies = [bytearray(conn.stream.window(conn.stream.expected, conn.stream.offset(i),
+                                                conn.stream.offset(i + 1) - conn.stream.offset(i)))
+                   for i in range(sent_from, conn.sent)]
+        transport.take()
+        for reply in replies:
+            if rng.random() < 0.3:
+                reply[rng.randrange(len(reply))] ^= 0x01
+                wrong += 1
+        data = b"".join(replies)
+        at = 0
+        while at < len(data):
+            step = rng.randint(1, 40)
+            conn.data_received(data[at:at + step])
+            at += step
+    assert tally.new_mismatches == wrong and tally.protocol_errors == 0
+    assert recorded(tally) == 30 * depth
