@@ -159,7 +159,7 @@ def _add_bench(sub) -> None:
         "bench", help="load an uppercase-echo server and measure it, checking every reply",
         description="Load generator: closed loop (--connections, --pipeline) or open loop (--rate), idle "
                     "connections, worker processes; verifies every reply byte for byte; reports requests/s, "
-                    "latency percentiles, errors and CPU. Loopback targets only.")
+                    "latency percentiles, errors and CPU. Loopback targets only, unless --allow-remote.")
     bench_cli.add_arguments(p)
 
 

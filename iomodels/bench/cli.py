@@ -149,7 +149,8 @@ def main(args) -> int:
         result = run(host, port, connections=args.connections, size=args.size, pipeline=args.pipeline,
                      duration=args.duration, warmup=args.warmup, rate=args.connect_rate if churn else args.rate,
                      idle=args.idle, workers=args.workers, connect_per_request=args.connect_per_request or churn,
-                     server_pid=args.server_pid, progress=True, allow_remote=args.allow_remote)
+                     server_pid=args.server_pid, progress=True, allow_remote=args.allow_remote,
+                     keep_partial=True)
     except UsageError as exc:
         print(f"iomodels bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

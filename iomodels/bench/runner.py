@@ -33,13 +33,16 @@ DONE_GRACE = 30.0  # seconds after the end for workers to close and report
 def run(host: str, port: int, connections: int = 10, size: int | str | tuple[int, int] = 64,
         pipeline: int = 1, duration: float = 10.0, warmup: float = 1.0, rate: float | None = None,
         idle: int = 0, workers: int | str = 1, connect_per_request: bool = False,
-        server_pid: int | None = None, progress: bool = False, allow_remote: bool = False) -> Result:
+        server_pid: int | None = None, progress: bool = False, allow_remote: bool = False,
+        keep_partial: bool = False) -> Result:
     """Load the uppercase-echo server at host:port and measure it (see `iomodels bench --help`).
 
     Raises UsageError for arguments that cannot work and BenchError when the run cannot happen
     (nothing could connect, limits too low); failures during the run are counted in the Result.
     Workers are spawned interpreters: a script calling this needs the usual multiprocessing guard,
-    `if __name__ == "__main__":`. Only loopback targets, unless `allow_remote`.
+    `if __name__ == "__main__":`. Only loopback targets, unless `allow_remote`. Ctrl-C
+    (KeyboardInterrupt) propagates, unless `keep_partial`: then the workers stop and the Result of
+    what they measured until then comes back, marked `partial`.
     """
     options = _validate(host, port, connections, Size.parse(size), pipeline, duration, warmup, rate, idle,
                         workers, connect_per_request, allow_remote)
@@ -56,6 +59,8 @@ def run(host: str, port: int, connections: int = 10, size: int | str | tuple[int
         t0 = perf_counter_ns() + START_DELAY_NS
         pool.send_all(("start", t0))
         own_cpu, server, interrupted = _watch(pool, display, watch, options, t0)
+        if interrupted and not keep_partial:
+            raise KeyboardInterrupt
         if interrupted:  # Ctrl-C: every worker ends now and reports what it measured
             pool.send_all(("stop",))
         done = pool.collect("done", DONE_GRACE)

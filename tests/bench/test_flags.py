@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from hdrh.histogram import HdrHistogram
@@ -154,3 +157,16 @@ def test_remote_targets_need_allow_remote():
     address, warning = check_target("10.1.2.3", 80, allow_remote=True)
     assert address == "10.1.2.3" and "another machine" in warning
     assert check_target("127.0.0.1", 80, allow_remote=False) == ("127.0.0.1", None)
+
+
+def test_the_api_lets_ctrl_c_through_unless_asked_to_keep_partial_results():
+    # The lab relies on it: Ctrl-C during one of its loads must stop the lab, not just that load.
+    from iomodels import bench
+    with FaultyServer() as server:
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                bench.run("127.0.0.1", server.port, connections=2, duration=30, warmup=0)
+        finally:
+            timer.cancel()
