@@ -35,6 +35,7 @@ class OneShotRequests:
         self.source = 1  # 127.0.0.N; 1 = let the kernel choose, as a client normally does
         self.exhausted = 0
         self.nbytes = 0
+        self.requests = 0
         self.tasks: set[asyncio.Task] = set()
 
     def _source_address(self) -> str | None:
@@ -64,8 +65,13 @@ class OneShotRequests:
         finally:
             sock.close()
         self.nbytes += len(reply)
+        self.requests += 1
         if reply != expect:
             self.tally.new_mismatches += 1
+            if self.tally.first_mismatch is None:  # each request has a connection of its own
+                wrong = next(i for i in range(len(expect)) if reply[i] != expect[i])
+                self.tally.first_mismatch = {"connection": self.requests - 1, "request": 1, "byte": wrong,
+                                             "expected": expect[wrong], "got": reply[wrong]}
         self.tally.latencies.append(perf_counter_ns() - start_ns)
 
     def _connect_failed(self, exc: BaseException) -> None:

@@ -170,3 +170,11 @@ def test_the_api_lets_ctrl_c_through_unless_asked_to_keep_partial_results():
                 bench.run("127.0.0.1", server.port, connections=2, duration=30, warmup=0)
         finally:
             timer.cancel()
+
+
+def test_connect_per_request_names_the_first_mismatch_too():
+    with FaultyServer(no_uppercase) as server:
+        result_json = bench_cli(f"127.0.0.1:{server.port}", "--connect-per-request", "--duration", "0.5s", "-w", "0",
+                                "--json")
+    report = json.loads(result_json.stdout)
+    assert 0 < report["mismatches"] <= report["requests"] and ", request 1, byte " in report["first_mismatch"]
