@@ -46,6 +46,8 @@ def table(result: Result) -> Table:
         f"open loop, {result.rate:,.0f} requests/s" if result.rate else f"closed loop, pipeline {result.pipeline}")
     size = result.size if isinstance(result.size, int) else f"{result.size[0]}-{result.size[1]}"
     title = f"iomodels bench {result.host}:{result.port}{' (PARTIAL: interrupted)' if result.partial else ''}"
+    if result.mismatches or result.warmup_mismatches:
+        title += " (WRONG REPLIES: the figures below are not those of an uppercase-echo server)"
     grid = Table(title=title, show_header=False, title_justify="left")
     grid.add_column(style="bold")
     grid.add_column(justify="right")

@@ -178,3 +178,9 @@ def test_connect_per_request_names_the_first_mismatch_too():
                                 "--json")
     report = json.loads(result_json.stdout)
     assert 0 < report["mismatches"] <= report["requests"] and ", request 1, byte " in report["first_mismatch"]
+
+
+def test_the_table_of_a_wrong_server_does_not_look_normal():
+    with FaultyServer(no_uppercase) as server:
+        done = bench_cli(f"127.0.0.1:{server.port}", *SHORT)
+    assert done.returncode == 1 and "WRONG REPLIES" in done.stdout
