@@ -13,6 +13,7 @@ import socket
 from time import perf_counter_ns
 
 from iomodels.addresses import is_loopback
+from iomodels.bench.payload import describe_byte
 
 RECV_CHUNK = 1 << 16
 
@@ -51,8 +52,7 @@ def describe_mismatch(number: int, expected: bytes, got: bytes) -> str:
     if len(got) != len(expected):
         return f"request {number}: expected {len(expected)} bytes, got {len(got)}"
     wrong = next(i for i in range(len(got)) if got[i] != expected[i])
-    return (f"request {number}, byte {wrong}: expected '{repr(expected[wrong:wrong + 1])[2:-1]}' "
-            f"(0x{expected[wrong]:02x}), got '{repr(got[wrong:wrong + 1])[2:-1]}' (0x{got[wrong]:02x})")
+    return f"request {number}, byte {wrong}: expected {describe_byte(expected[wrong])}, got {describe_byte(got[wrong])}"
 
 
 class EchoSocket:

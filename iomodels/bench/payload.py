@@ -73,6 +73,11 @@ class Size:
         return str(self.low) if self.fixed else f"{self.low}-{self.high}"
 
 
+def describe_byte(value: int) -> str:
+    """0x41 -> "'A' (0x41)"; 0xE9 -> "'\\xe9' (0xe9)": for naming the first wrong byte of a reply."""
+    return f"'{repr(bytes([value]))[2:-1]}' (0x{value:02x})"
+
+
 def pattern(length: int) -> bytes:
     """`length` bytes repeating with period PERIOD, drawn from ALPHABET by a xorshift32."""
     x, chosen = 2463534242, bytearray()

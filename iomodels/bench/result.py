@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from iomodels.bench.histogram import LatencyHistogram
+from iomodels.bench.payload import describe_byte
 
 SATURATED = 0.9  # a worker busier than this may be measuring itself
 LATE_MS = 1.0  # open loop: sends this late (p99) mean the client, not the server, set the pace
@@ -138,10 +139,6 @@ def merge_intervals(done: list[dict]) -> list[dict]:
                      "errors": sum(p["errors"] for p in parts), "mismatches": sum(p["mismatches"] for p in parts),
                      "p50_us": p50, "p99_us": p99, "histogram": histogram})
     return rows
-
-
-def describe_byte(value: int) -> str:
-    return f"'{repr(bytes([value]))[2:-1]}' (0x{value:02x})"
 
 
 def _first_mismatch(done: list[dict]) -> str | None:
