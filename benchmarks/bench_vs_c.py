@@ -167,7 +167,8 @@ def section(results: list[dict], args, cases: list) -> str:
         f"(+{args.warmup:g} s warm-up) per case, cases interleaved within each round and the order of the two "
         f"generators alternated, so a drift in the machine's load hits both. Measured "
         f"{time.strftime('%Y-%m-%d %H:%M')} on {machine()}.", "",
-        "| case | C msg/s | ours msg/s | ours / C (median of the rounds' ratios) | goal | client CPU per message, C / ours (us) | "
+        "| case | C msg/s | ours msg/s | ours / C (median of the rounds' ratios) | goal | "
+        "client CPU per message, C / ours (us) | "
         "CPU efficiency, C / ours | rounds used |",
         "|---|---|---|---|---|---|---|---|",
     ]
