@@ -158,7 +158,14 @@ def machine() -> str:
             f"uvloop {uvloop.__version__}")
 
 
-def section(results: list[dict], args, cases: list) -> str:
+def hotpath() -> list[str]:
+    """benchmarks/bench_hotpath.py's lines: the Python cost per message alone."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_hotpath.py")], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+    return done.stdout.strip().splitlines() if done.returncode == 0 else []
+
+
+def section(results: list[dict], args, cases: list, python_costs: list[str]) -> str:
     lines = [
         SECTION, "",
         f"`iomodels bench` (one worker) against the reference C epoll load generator "
@@ -213,6 +220,10 @@ def section(results: list[dict], args, cases: list) -> str:
         "`transport.write()` would queue it to the end of the loop iteration). Latencies go to the histogram "
         "with numpy a few times a second. A latency at depth is the time from the write(2) that carried the "
         "request to the return of the receive that completed its reply.", "",
+        *([f"The Python part alone (`benchmarks/bench_hotpath.py`: one connection fed its replies, no network, "
+           f"no event loop, writes to nowhere): {'; '.join(line.strip() for line in python_costs)}. The rest of "
+           f"our CPU per message is uvloop's read path and the kernel's loopback TCP, which the C generator "
+           f"pays too.", ""] if python_costs else []),
         "Commands:", "", "```sh",
         "make -C ../shared/reference OUT=/tmp/ref",
         f".venv/bin/python benchmarks/bench_vs_c.py --ref {args.ref} --rounds {args.rounds} "
@@ -262,7 +273,7 @@ def main() -> int:
         return 0
     cases = [case for case in CASES if args.case is None or case in args.case]
     results = run_rounds(args.ref, args.rounds, args.duration, args.warmup, cases)
-    text = section(results, args, cases)
+    text = section(results, args, cases, hotpath())
     print("\n" + text)
     if args.write:
         print(f"written to {write_section(text)}")
