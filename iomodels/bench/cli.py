@@ -58,6 +58,17 @@ def _seconds(limit: float, allow_zero: bool):
     return parse
 
 
+def _count(text: str) -> int:
+    """10, 10k, 1M: a whole number of connections."""
+    try:
+        value = parse_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}")
+    return int(value)
+
+
 def _rate(text: str) -> float:
     try:
         value = parse_count(text)
@@ -77,8 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = LATENCY_HELP
     parser.add_argument("address", type=parse_address, metavar="HOST:PORT",
                         help="the server to load: loopback only (127.0.0.0/8 or ::1) unless --allow-remote")
-    parser.add_argument("--connections", "-c", type=int, default=10, metavar="C",
-                        help="active connections (default: 10)")
+    parser.add_argument("--connections", "-c", type=_count, default=10, metavar="C",
+                        help="active connections: 100, 1k (default: 10)")
     parser.add_argument("--size", "-s", type=_size, default=Size(64, 64), metavar="BYTES|LOW-HIGH",
                         help="message size (4096, 4K, 1M), or a range drawn at random per message (64-4K) "
                              "(default: 64)")
@@ -95,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="connection churn: R new connections/s in total, each sending one message, "
                              "reading its reply and closing (--connect-per-request at --rate R; the latency "
                              "includes the handshake)")
-    parser.add_argument("--idle", type=int, default=0, metavar="K",
+    parser.add_argument("--idle", type=_count, default=0, metavar="K",
                         help="extra connections opened first and kept silent for the whole run (default: 0)")
     parser.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                         help="worker processes sharing the connections (default: 1; auto: one per core minus one)")

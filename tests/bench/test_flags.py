@@ -60,6 +60,8 @@ def test_bad_units_are_refused(parse, bad):
     (("--duration", "ten"), "not a duration"),
     (("--duration", "2h"), "up to 3600"),
     (("--rate", "fast"), "not a number"),
+    (("-c", "1.5k2"), "not a number"),
+    (("--idle", "0.5"), "whole number"),
     (("--rate", "0"), "above 0"),
     (("--size", "4Q"), "--size"),
     (("--size", "8K-4K"), "--size"),
@@ -184,3 +186,11 @@ def test_the_table_of_a_wrong_server_does_not_look_normal():
     with FaultyServer(no_uppercase) as server:
         done = bench_cli(f"127.0.0.1:{server.port}", *SHORT)
     assert done.returncode == 1 and "WRONG REPLIES" in done.stdout
+
+
+def test_connection_counts_take_suffixes():
+    from iomodels.cli import build_parser
+    args = build_parser().parse_args(["bench", "127.0.0.1:9", "-c", "1k", "--idle", "10k", "--size", "4K-64K",
+                                      "--duration", "1m", "-R", "20k"])
+    assert (args.connections, args.idle, args.duration, args.rate) == (1000, 10_000, 60.0, 20_000)
+    assert (args.size.low, args.size.high) == (4096, 65536)
