@@ -194,3 +194,13 @@ def test_connection_counts_take_suffixes():
                                       "--duration", "1m", "-R", "20k"])
     assert (args.connections, args.idle, args.duration, args.rate) == (1000, 10_000, 60.0, 20_000)
     assert (args.size.low, args.size.high) == (4096, 65536)
+
+
+def test_an_http_server_is_named_as_not_an_uppercase_echo_server():
+    def http(data: bytes) -> bytes:
+        return b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" * 2
+    with FaultyServer(http) as server:
+        done = bench_cli(f"127.0.0.1:{server.port}", *SHORT, "--json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 1 and 0 < report["mismatches"] <= report["requests"] and report["protocol_errors"]
+    assert "got 'H' (0x48)" in report["first_mismatch"] and "is this an uppercase-echo server?" in done.stderr
