@@ -16,7 +16,7 @@ import errno
 from time import perf_counter_ns
 
 from iomodels.bench.connection import Schedule, Tally
-from iomodels.addresses import LAST_SOURCE, source_address
+from iomodels.addresses import LAST_SOURCE, is_loopback, source_address
 from iomodels.bench.idle import connect
 
 CONNECT_TIMEOUT = 10.0
@@ -76,7 +76,9 @@ class OneShotRequests:
 
     def _connect_failed(self, exc: BaseException) -> None:
         self.tally.connect.add(exc)
-        if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL and self.source < LAST_SOURCE:
+        # Loopback source addresses reach only a loopback target (not one of --allow-remote).
+        if (isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL and self.source < LAST_SOURCE
+                and is_loopback(self.address[0])):
             self.exhausted += 1
             self.source += 1
 
