@@ -73,3 +73,11 @@ def test_a_saturated_worker_is_called_out(cpu, warned):
     result = merge(options, [{"connect_errors": 0}], [_report(cpu)], 0.01, None, [])
     assert any("may measure the client" in w for w in result.warnings) is warned
     assert result.requests_per_s == 10 and result.bytes_per_s == 640
+
+
+def test_port_exhaustion_towards_a_remote_target_keeps_the_kernel_s_source():
+    # No socket is opened: _connect_failed only decides where the next connect would come from.
+    tally = Tally()
+    requests = OneShotRequests(None, ("10.1.2.3", 80), idle.socket.AF_INET, tally, None)
+    requests._connect_failed(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"))
+    assert requests.exhausted == 0 and requests._source_address() is None and tally.connect.count == 1
