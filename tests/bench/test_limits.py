@@ -81,3 +81,8 @@ def test_port_exhaustion_towards_a_remote_target_keeps_the_kernel_s_source():
     requests = OneShotRequests(None, ("10.1.2.3", 80), idle.socket.AF_INET, tally, None)
     requests._connect_failed(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"))
     assert requests.exhausted == 0 and requests._source_address() is None and tally.connect.count == 1
+
+
+def test_a_remote_target_is_never_given_loopback_source_addresses():
+    plan = idle.SourcePlan("10.1.2.3", 1_000_000)
+    assert not plan.spread and plan.address(999_999) is None
