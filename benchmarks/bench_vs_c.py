@@ -4,9 +4,11 @@
     .venv/bin/python benchmarks/bench_vs_c.py [--ref build/yardsticks] [--rounds 5] [--duration 5] [--write]
 
 The C epoll uppercase-echo server runs pinned to CPU 0; each load generator in turn runs pinned to
-CPU 1 (our bench: one worker, its coordinating parent on the same CPU), 100 connections x 64 bytes,
-ping-pong. Rounds alternate which generator goes first, so a drift in the machine's load hits both.
-The ratio of medians (ours / C, requests per second) is the figure of merit; the target is >= 0.85.
+CPU 1 (our bench: one worker, its coordinating parent on the same CPU), 64-byte messages, at
+100 connections x depth 1, 8 and 32 and at 1,000 connections x depth 1. Rounds run every case and
+alternate which generator goes first, so a drift in the machine's load hits both. The median
+of the rounds' ratios (ours / C, messages per second, each pair run back to back) is the figure
+of merit; the goals are in GOALS.
 With --write, the results replace the "Load generator" section of BENCHMARKS.md.
 Without the C tools it says how to build them and exits 0: the project never needs them.
 """
@@ -35,8 +37,9 @@ from run import find_reference  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Load generator"
 SERVER_CPU, CLIENT_CPU = 0, 1
-CONNECTIONS, SIZE = 100, 64
-TARGET = 0.85
+SIZE = 64
+CASES = [(100, 1), (100, 8), (100, 32), (1000, 1)]  # (connections, depth)
+GOALS = {(100, 1): 0.90, (100, 8): 0.60, (100, 32): 0.50}  # ours / C, issue 15
 QUIET = 25.0  # % of a CPU used by other processes, below which a round counts as undisturbed
 SATURATED = 0.9  # the C generator's own CPU (cores): on a quiet machine it keeps its core busy
 
@@ -55,15 +58,17 @@ def start_server(ref: Path, lifetime: int) -> ServerProcess:
         raise SystemExit(str(exc)) from None
 
 
-def c_command(ref: Path, port: int, pid: int, duration: float, warmup: float) -> list[str]:
-    return [str(ref / "loadgen"), "-p", str(port), "-c", str(CONNECTIONS), "-s", str(SIZE), "-d", "1",
+def c_command(ref: Path, port: int, pid: int, case: tuple[int, int], duration: float, warmup: float) -> list[str]:
+    connections, depth = case
+    return [str(ref / "loadgen"), "-p", str(port), "-c", str(connections), "-s", str(SIZE), "-d", str(depth),
             "-t", str(duration), "-w", str(warmup), "-P", str(pid)]
 
 
-def our_command(port: int, pid: int, duration: float, warmup: float) -> list[str]:
-    return [sys.executable, "-m", "iomodels", "bench", f"127.0.0.1:{port}", "-c", str(CONNECTIONS),
-            "-s", str(SIZE), "-d", "1", "-t", str(duration), "-w", str(warmup), "--workers", "1",
-            "--json", "--server-pid", str(pid)]
+def our_command(port: int, pid: int, case: tuple[int, int], duration: float, warmup: float) -> list[str]:
+    connections, depth = case
+    return [sys.executable, "-m", "iomodels", "bench", f"127.0.0.1:{port}", "-c", str(connections),
+            "-s", str(SIZE), "--pipeline", str(depth), "--duration", str(duration), "-w", str(warmup),
+            "--workers", "1", "--json", "--server-pid", str(pid)]
 
 
 def machine_cpu() -> float:
@@ -99,40 +104,48 @@ def measure(command: list[str], timeout: float, server: psutil.Process) -> tuple
     return json.loads(done.stdout.strip().splitlines()[-1]), noise
 
 
-def run_rounds(ref: Path, rounds: int, duration: float, warmup: float) -> list[dict]:
-    lifetime = int(rounds * 2 * (duration + warmup + 10) + 60)
+def run_rounds(ref: Path, rounds: int, duration: float, warmup: float, cases: list) -> list[dict]:
+    """Every round runs every case, C and ours back to back (alternating who goes first)."""
+    lifetime = int(rounds * len(cases) * 2 * (duration + warmup + 10) + 60)
     server = start_server(ref, lifetime)
     port, watched = server.port, server.process
     timeout = duration + warmup + 60
     results = []
     try:
         for number in range(rounds):
-            row = {}
-            for who in ("c", "ours") if number % 2 == 0 else ("ours", "c"):
-                if who == "c":
-                    c, row["c_others"] = measure(c_command(ref, port, server.pid, duration, warmup), timeout,
-                                                 watched)
-                    row.update(c_rps=c["rps"], c_client_us=c["client_cpu_pct"] / 100 / c["rps"] * 1e6,
-                               c_client_cpu=c["client_cpu_pct"] / 100,
-                               c_ok=not (c["errors"] or c["mismatches"]))
-                else:
-                    ours, row["ours_others"] = measure(our_command(port, server.pid, duration, warmup), timeout,
-                                                       watched)
-                    row.update(ours_rps=ours["requests_per_s"],
-                               ours_client_us=ours["client_cpu"] / ours["requests_per_s"] * 1e6,
-                               ours_client_cpu=ours["client_cpu"],
-                               ours_ok=not (ours["errors"] or ours["mismatches"]))
-            row["ratio"] = row["ours_rps"] / row["c_rps"]
-            # Undisturbed: nothing else ran, and the C generator could keep its core busy (when it
-            # cannot, something outside both, the server's CPU or the host, set the pace).
-            row["quiet"] = max(row["c_others"], row["ours_others"]) < QUIET and row["c_client_cpu"] >= SATURATED
-            results.append(row)
-            print(f"round {number + 1}/{rounds}: C {row['c_rps']:,.0f} req/s, ours {row['ours_rps']:,.0f} req/s, "
-                  f"ratio {row['ratio']:.3f}; other processes used {row['c_others']:.0f}% / "
-                  f"{row['ours_others']:.0f}% CPU", flush=True)
+            for case in cases:
+                row = {"round": number + 1, "case": case}
+                for who in ("c", "ours") if (number + cases.index(case)) % 2 == 0 else ("ours", "c"):
+                    if who == "c":
+                        c, row["c_others"] = measure(c_command(ref, port, server.pid, case, duration, warmup),
+                                                     timeout, watched)
+                        row.update(c_rps=c["rps"], c_client_us=c["client_cpu_pct"] / 100 / c["rps"] * 1e6,
+                                   c_client_cpu=c["client_cpu_pct"] / 100,
+                                   c_ok=not (c["errors"] or c["mismatches"]))
+                    else:
+                        ours, row["ours_others"] = measure(our_command(port, server.pid, case, duration, warmup),
+                                                           timeout, watched)
+                        row.update(ours_rps=ours["requests_per_s"],
+                                   ours_client_us=ours["client_cpu"] / ours["requests_per_s"] * 1e6,
+                                   ours_client_cpu=ours["client_cpu"],
+                                   ours_ok=not (ours["errors"] or ours["mismatches"]))
+                row["ratio"] = row["ours_rps"] / row["c_rps"]
+                # Undisturbed: nothing else ran, and the C generator could keep its core busy (when it
+                # cannot, something outside both, the server's CPU or the host, set the pace).
+                row["quiet"] = (max(row["c_others"], row["ours_others"]) < QUIET
+                                and row["c_client_cpu"] >= SATURATED)
+                results.append(row)
+                print(f"round {number + 1}/{rounds} {label(case)}: C {row['c_rps']:,.0f}/s, ours "
+                      f"{row['ours_rps']:,.0f}/s, ratio {row['ratio']:.3f}; other processes used "
+                      f"{row['c_others']:.0f}% / {row['ours_others']:.0f}% CPU", flush=True)
     finally:
         server.stop(timeout=10, check=False)
     return results
+
+
+def label(case: tuple[int, int]) -> str:
+    connections, depth = case
+    return f"{connections:,} x {SIZE} B, depth {depth}"
 
 
 def machine() -> str:
@@ -147,35 +160,50 @@ def machine() -> str:
             f"uvloop {uvloop.__version__}")
 
 
-def section(results: list[dict], args) -> str:
-    quiet = [r for r in results if r["quiet"]]
-    basis = quiet if len(quiet) >= 3 else results
-    c = statistics.median(r["c_rps"] for r in basis)
-    ours = statistics.median(r["ours_rps"] for r in basis)
-    cpu_ratio = (statistics.median(r["c_client_us"] for r in basis)
-                 / statistics.median(r["ours_client_us"] for r in basis))
-    which = (f"the {len(quiet)} undisturbed rounds (other processes below {QUIET:g}% CPU during both runs, "
-             f"the C generator at {SATURATED:.0%} of its core or more)"
-             if basis is quiet else f"all {len(results)} rounds, since fewer than 3 were undisturbed (the machine "
-             f"was shared; requests/s then measure the machine more than the generators: read the CPU per "
-             f"request)")
+def hotpath() -> list[str]:
+    """benchmarks/bench_hotpath.py's lines: the Python cost per message alone."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_hotpath.py")], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+    return done.stdout.strip().splitlines() if done.returncode == 0 else []
+
+
+def section(results: list[dict], args, cases: list, python_costs: list[str]) -> str:
     lines = [
         SECTION, "",
         f"`iomodels bench` (one worker) against the C load generator "
-        f"(`benchmarks/c/loadgen.c`), same C epoll server, {CONNECTIONS} connections x {SIZE} B, ping-pong, "
-        f"server pinned to CPU {SERVER_CPU}, load generator to CPU {CLIENT_CPU}; {len(results)} rounds of "
-        f"{args.duration:g} s (+{args.warmup:g} s warm-up), alternating which goes first. "
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}.", "",
-        f"**Requests/s, ours / C: {ours / c:.3f}** (target >= {TARGET}), medians over {which}: "
-        f"ours {ours:,.0f} req/s, C {c:,.0f} req/s. Client CPU per request, C / ours: {cpu_ratio:.3f}.", "",
-        "| round | C req/s | ours req/s | ratio | client CPU per request C / ours (us) | "
-        "client CPU C / ours (cores) | other processes' CPU during C / ours |",
-        "|---|---|---|---|---|---|---|",
+        f"(`benchmarks/c/loadgen.c`), same C epoll server, {SIZE} B messages, server pinned to CPU "
+        f"{SERVER_CPU}, load generator to CPU {CLIENT_CPU}; {args.rounds} rounds of {args.duration:g} s "
+        f"(+{args.warmup:g} s warm-up) per case, cases interleaved within each round and the order of the two "
+        f"generators alternated, so a drift in the machine's load hits both. Measured "
+        f"{time.strftime('%Y-%m-%d %H:%M')} on {machine()}.", "",
+        "| case | C msg/s | ours msg/s | ours / C (median of the rounds' ratios) | goal | "
+        "client CPU per message, C / ours (us) | "
+        "CPU efficiency, C / ours | rounds used |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for number, r in enumerate(results, 1):
-        lines.append(f"| {number}{' (undisturbed)' if r['quiet'] else ''} | {r['c_rps']:,.0f} | "
-                     f"{r['ours_rps']:,.0f} | {r['ratio']:.3f} | "
-                     f"{r['c_client_us']:.2f} / {r['ours_client_us']:.2f} | "
+    for case in cases:
+        rows = [r for r in results if r["case"] == case]
+        quiet = [r for r in rows if r["quiet"]]
+        basis = quiet if len(quiet) >= 3 else rows
+        c = statistics.median(r["c_rps"] for r in basis)
+        ours = statistics.median(r["ours_rps"] for r in basis)
+        goal = GOALS.get(case)
+        c_us = statistics.median(r["c_client_us"] for r in basis)
+        ours_us = statistics.median(r["ours_client_us"] for r in basis)
+        ratio = statistics.median(r["ratio"] for r in basis)  # of each round's pair, run back to back
+        lines.append(f"| {label(case)} | {c:,.0f} | {ours:,.0f} | **{ratio:.2f}** | "
+                     f"{'>= %.2f' % goal if goal else '-'} | {c_us:.2f} / {ours_us:.2f} | {c_us / ours_us:.2f} | "
+                     f"{f'{len(quiet)} undisturbed' if basis is quiet else f'all {len(rows)} (machine shared)'} |")
+    lines += ["", "Medians per case, over the undisturbed rounds (other processes below "
+              f"{QUIET:g}% CPU during both runs, the C generator at {SATURATED:.0%} of its core or more) when "
+              "there were at least 3, else over all rounds. On a shared machine messages/s measure the machine as "
+              "much as the generators; CPU efficiency (the C generator's CPU per message over ours) is the "
+              "steadier figure of what the Python side costs. Every round:", "",
+              "| round | case | C msg/s | ours msg/s | ratio | client CPU C / ours (cores) | "
+              "other processes' CPU during C / ours |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['round']}{' (undisturbed)' if r['quiet'] else ''} | {label(r['case'])} | "
+                     f"{r['c_rps']:,.0f} | {r['ours_rps']:,.0f} | {r['ratio']:.3f} | "
                      f"{r['c_client_cpu']:.2f} / {r['ours_client_cpu']:.2f} | "
                      f"{r['c_others']:.0f}% / {r['ours_others']:.0f}% |")
     if not all(r["c_ok"] and r["ours_ok"] for r in results):
@@ -183,24 +211,31 @@ def section(results: list[dict], args) -> str:
     lines += [
         "", "Both generators verify every reply byte for byte. 'Other processes' is the CPU every other process "
         "on the machine used while a generator ran (100% = one core): with two cores, anything there competes "
-        "with the server or the generator and moves the numbers of that round. Client CPU per request is the "
-        "steadier figure on a shared machine; with both generators saturating their core, requests/s follow it.",
-        "", "What the Python side costs per request, and what keeps it low: a uvloop protocol whose hot path is "
-        "one `==` against a prebuilt reply, one `array.append` of the latency, and one `write(2)` of a prebuilt "
-        "message straight to the socket. uvloop's own `transport.write()` queues bytes until the end of the loop "
-        "iteration, which made client and server take turns; writing at once, as the C tool does, saved "
-        "5-10 % of client CPU per request in side-by-side runs. Latencies go to the HdrHistogram in bulk "
-        "(numpy) a few times a second, never one by one.", "",
+        "with the server or the generator and moves the numbers of that round. Where the C generator does not "
+        "keep its core busy (deep pipelines), the server sets the pace and the ratio says how close we come "
+        "to what the server can do.",
+        "", "What keeps the Python side cheap per message: its work is per receive, not per message. A "
+        "connection's traffic is a window into one endless stream of prebuilt messages, so a receive holding any "
+        "number of replies is checked with one `==` against one slice of the expected bytes, the replies it "
+        "completes are counted by offset arithmetic, each batch of requests written together is timed by one "
+        "(latency, count) pair, and the refill is one slice and one `write(2)` straight to the socket (uvloop's "
+        "`transport.write()` would queue it to the end of the loop iteration). Latencies go to the histogram "
+        "with numpy a few times a second. A latency at depth is the time from the write(2) that carried the "
+        "request to the return of the receive that completed its reply.", "",
+        *([f"The Python part alone (`benchmarks/bench_hotpath.py`: one connection fed its replies, no network, "
+           f"no event loop, writes to nowhere): {'; '.join(line.strip() for line in python_costs)}. The rest of "
+           f"our CPU per message is uvloop's read path and the kernel's loopback TCP, which the C generator "
+           f"pays too.", ""] if python_costs else []),
         "Commands:", "", "```sh",
         "make yardsticks",
         f".venv/bin/python benchmarks/bench_vs_c.py --ref {os.path.relpath(args.ref, ROOT)} --rounds {args.rounds} "
         f"--duration {args.duration:g} --warmup {args.warmup:g} --write",
-        "# each round runs, with the server started as",
+        "# each case runs, with the server started as",
         f"taskset -c {SERVER_CPU} build/yardsticks/epoll_echo --port 0 --port-file PORTFILE --lifetime SECONDS",
-        f"taskset -c {CLIENT_CPU} build/yardsticks/loadgen -p PORT -c {CONNECTIONS} -s {SIZE} -d 1 "
+        f"taskset -c {CLIENT_CPU} build/yardsticks/loadgen -p PORT -c CONNECTIONS -s {SIZE} -d DEPTH "
         f"-t {args.duration:g} -w {args.warmup:g} -P SERVER_PID",
-        f"taskset -c {CLIENT_CPU} .venv/bin/iomodels bench 127.0.0.1:PORT -c {CONNECTIONS} -s {SIZE} -d 1 "
-        f"-t {args.duration:g} -w {args.warmup:g} --workers 1 --json --server-pid SERVER_PID",
+        f"taskset -c {CLIENT_CPU} .venv/bin/iomodels bench 127.0.0.1:PORT -c CONNECTIONS -s {SIZE} --pipeline DEPTH "
+        f"--duration {args.duration:g} -w {args.warmup:g} --workers 1 --json --server-pid SERVER_PID",
         "```", "",
     ]
     return "\n".join(lines)
@@ -229,6 +264,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--write", action="store_true", help="write the results into BENCHMARKS.md")
+    parser.add_argument("--case", action="append", type=lambda t: tuple(int(v) for v in t.split("x")),
+                        metavar="CxD", help="only this case (connections x depth, e.g. 100x8); repeatable")
     args = parser.parse_args()
     args.ref, how = find_reference(args.ref)
     if args.ref is None:
@@ -237,8 +274,9 @@ def main() -> int:
     if len(os.sched_getaffinity(0)) < 2 or not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
         print(f"skipped: needs CPUs {SERVER_CPU} and {CLIENT_CPU} to pin server and client apart")
         return 0
-    results = run_rounds(args.ref, args.rounds, args.duration, args.warmup)
-    text = section(results, args)
+    cases = [case for case in CASES if args.case is None or case in args.case]
+    results = run_rounds(args.ref, args.rounds, args.duration, args.warmup, cases)
+    text = section(results, args, cases, hotpath())
     print("\n" + text)
     if args.write:
         print(f"written to {write_section(text)}")

@@ -266,7 +266,7 @@ def render(results: dict, plot_to: Path | None = PLOT) -> str:
         "`python -m iomodels serve --model M --port 0 --log-level warning` (`threadpool` with `--threads` = "
         "connections, so that every client is served; `io_uring:oneshot` adds `--uring-mode oneshot`); "
         + ("the load, `taskset -c 1 loadgen -p PORT -c C -s S -d 1 -t T -w W -P PID`. " if results["reference"] else
-           "the load, `taskset -c 1 python -m iomodels bench 127.0.0.1:PORT -c C -s S -t T -w W --workers 1 --json "
+           "the load, `taskset -c 1 python -m iomodels bench 127.0.0.1:PORT -c C -s S --duration T -w W --workers 1 --json "
            "--server-pid PID`. ") + "Raw figures of every run: "
         "`benchmarks/results.json`."
         + (" Every server runs with " + ", ".join(f"`{k}={v}`" for k, v in results["malloc_env"].items())

@@ -66,8 +66,9 @@ def run_load(ref: Path | None, port: int, server_pid: int, cell: dict, duration:
         argv = [str(ref / "loadgen"), "-p", str(port), "-c", c, "-s", s, "-d", "1",
                 "-t", str(duration), "-w", str(warmup), "-P", str(server_pid)]
     else:
-        argv = [sys.executable, "-m", "iomodels", "bench", f"127.0.0.1:{port}", "-c", c, "-s", s, "-d", "1",
-                "-t", str(duration), "-w", str(warmup), "--workers", "1", "--json", "--server-pid", str(server_pid)]
+        argv = [sys.executable, "-m", "iomodels", "bench", f"127.0.0.1:{port}", "-c", c, "-s", s,
+                "--pipeline", "1", "--duration", str(duration), "-w", str(warmup), "--workers", "1", "--json",
+                "--server-pid", str(server_pid)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             preexec_fn=lambda: os.sched_setaffinity(0, {CLIENT_CPU}))
     try:

@@ -1,4 +1,4 @@
-"""`iomodels serve | client | models | explain | bench | lab | trace`: the command line.
+"""`iomodels serve | client | models | explain | bench | lab | trace | locustfile`: the command line.
 
 Errors the user can cause (a bad flag, an unknown model, a busy port, a refused connection) are one
 line on stderr and a non-zero exit status; anything else is a bug and keeps its traceback.
@@ -13,6 +13,7 @@ import sys
 
 from iomodels.addresses import DEFAULT_HOST, DEFAULT_PORT, parse_address
 from iomodels.serving.config import LOG_LEVELS, MAX_SECONDS, URING_MODES, ConfigError, ServerConfig
+from iomodels.units import parse_bytes
 
 EXIT_USAGE = 2
 EXIT_STDOUT_CLOSED = 141
@@ -25,14 +26,10 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_size(text: str) -> int:
     """'65536', '64K', '1M', '2G' -> bytes."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
     try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (examples: 4096, 64K, 1M)") from None
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -183,7 +180,7 @@ def _add_bench(sub) -> None:
         "bench", help="load an uppercase-echo server and measure it, checking every reply",
         description="Load generator: closed loop (--connections, --pipeline) or open loop (--rate), idle "
                     "connections, worker processes; verifies every reply byte for byte; reports requests/s, "
-                    "latency percentiles, errors and CPU. Loopback targets only.")
+                    "latency percentiles, errors and CPU. Loopback targets only, unless --allow-remote.")
     bench_cli.add_arguments(p)
 
 
@@ -198,15 +195,6 @@ def _add_lab(sub) -> None:
     p.set_defaults(func=lab_cli.main)
 
 
-def _version() -> str:
-    """The installed distribution's version (pyproject.toml's, via the package metadata)."""
-    from importlib import metadata
-    try:
-        return metadata.version("iomodels")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
-
-
 def _add_trace(sub) -> None:
     from iomodels.trace import timeline
     p = sub.add_parser(
@@ -218,12 +206,28 @@ def _add_trace(sub) -> None:
     timeline.add_arguments(p)
 
 
+def _add_locustfile(sub) -> None:
+    p = sub.add_parser(
+        "locustfile", help="print the path of the bundled Locust user class (for load from several machines)",
+        description='Print the path of the Locust user class for the uppercase-echo protocol: '
+                    'locust -f "$(iomodels locustfile)" --host 127.0.0.1:PORT (needs iomodels[locust]).')
+    p.set_defaults(func=_locustfile)
+
+
+def _locustfile(args) -> int:
+    from importlib.resources import files
+    print(files("iomodels.bench") / "locustfile.py")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from iomodels.bench.export import version
     parser = _Parser(prog="iomodels", description="One uppercase-echo service over every Unix I/O "
                      "model, and the tools to measure what each one costs.")
-    parser.add_argument("--version", action="version", version=f"iomodels {_version()}")
+    parser.add_argument("--version", action="version", version=f"iomodels {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_serve, _add_client, _add_models, _add_explain, _add_bench, _add_lab, _add_trace):
+    for add in (_add_serve, _add_client, _add_models, _add_explain, _add_bench, _add_lab, _add_trace,
+                _add_locustfile):
         add(sub)
     return parser
 

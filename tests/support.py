@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
-import textwrap
 import os
+import resource
 import signal
 import socket
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -250,3 +251,14 @@ class WrongServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def interrupt(process: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """Ctrl-C a child (SIGINT) and collect its output; killed if it does not end within `timeout`."""
+    try:
+        process.send_signal(signal.SIGINT)
+        return process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

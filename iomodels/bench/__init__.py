@@ -13,7 +13,10 @@
 `run(host, port, ...) -> Result` is the API (the lab uses it); `iomodels bench` is its command line.
 Modules: runner (orchestration), worker (one process), connection (the protocol and the open-loop
 schedule), timer (sub-millisecond wake-ups), oneshot (connect per request), idle (limits, source
-addresses, idle connections), payload, histogram, server_watch, result, report, cli, errors.
+addresses, idle connections), payload (messages, and the Stream a connection's traffic is a window
+into), histogram, server_watch, result, report, export (--hdr-log, --csv, the JSON's `about`),
+cli, errors. For Locust: locustfile (the user class, `iomodels locustfile` prints its path) over
+blocking (the protocol on a plain blocking socket); neither imports uvloop or the event-loop side.
 """
 
 from iomodels.bench.errors import BenchError, UsageError

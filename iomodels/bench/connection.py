@@ -6,11 +6,19 @@ whatever the replies do, and each request is timed from its *intended* send time
 stalls shows in the percentiles instead of silently slowing the sender (coordinated omission; wrk2
 corrects it the same way).
 
-The hot path is `data_received` when the bytes that arrived are exactly the reply at the head of
-the line, which is nearly always the case in ping-pong: one `==` against a prebuilt `bytes`, one
-array append, one write(2) of a prebuilt message straight to the socket (see `_write`). Anything
-else (a reply split over reads, several replies in one read, garbage) takes `_slow`, which walks
-the bytes against the queue of expected replies.
+What a latency is: the time from when a request was written (the write(2) that carried it; in open
+loop, when it should have been) to when the receive that completed its reply returned. At depth a
+refill writes several requests at once and a receive completes several replies at once: they share
+those two instants, so the work per receive does not grow with the replies it holds.
+
+The hot path works per receive, not per message. A connection's traffic is a window into its
+worker's `Stream` (all messages end to end), so a receive is checked with one `==` against one
+slice of the expected bytes, whatever mix of whole and partial replies it holds; the replies it
+completes are counted by arithmetic on offsets; each batch of requests written together is timed
+with one (latency, count) pair; the refill is one slice and one write(2) straight to the socket
+(see `_write`). In ping-pong a receive that is exactly the one reply in flight takes a shorter
+path still. Only a receive that does not match goes message by message (`_mismatched`), to count
+the wrong replies and to name the first wrong byte.
 """
 
 from __future__ import annotations
@@ -23,36 +31,63 @@ from time import perf_counter_ns
 
 from iomodels.bench.histogram import LatencyHistogram
 from iomodels.bench.idle import ConnectErrors
+from iomodels.bench.payload import Stream
 from iomodels.bench.timer import WakeUp
 
 MAX_BURST = 20_000  # open loop: messages sent per timer tick at most, so the loop still reads
 
 
 class Tally:
-    """What one worker counts. `finishing` is set at the end: failures after it are not errors."""
+    """What one worker counts. `finishing` is set at the end: failures after it are not errors.
+
+    Latencies and wrong replies wait here until the next `flush`, which files them under the
+    warm-up or the measured window together, so mismatches can never outnumber requests.
+    """
 
     def __init__(self):
-        self.latencies = array("q")  # ns, since the last flush
+        self.latencies = array("q")  # ns, one request each, since the last flush
+        self.batch_latencies = array("q")  # ns, shared by batch_counts[i] requests each
+        self.batch_counts = array("q")
         self.histogram = LatencyHistogram()
         self.warmup_requests = 0
+        self.new_mismatches = 0
         self.mismatches = 0
+        self.warmup_mismatches = 0
+        self.first_mismatch: dict | None = None
         self.protocol_errors = 0
+        self.protocol_reasons: dict[str, int] = {}
         self.lost = 0
         self.idle_lost = 0
         self.lost_reasons: dict[str, int] = {}
         self.connect = ConnectErrors()
         self.finishing = False
 
-    def flush(self, measuring: bool) -> None:
+    def flush(self, measuring: bool) -> LatencyHistogram:
+        """File what was recorded since the last flush; returns it as a histogram of its own."""
+        fresh = LatencyHistogram()
+        fresh.record_batch(self.latencies)
+        fresh.record_batch(self.batch_latencies, self.batch_counts)
         if measuring:
-            self.histogram.record_batch(self.latencies)
+            self.histogram.add(fresh)
+            self.mismatches += self.new_mismatches
         else:
-            self.warmup_requests += len(self.latencies)
-        del self.latencies[:]
+            self.warmup_requests += fresh.count
+            self.warmup_mismatches += self.new_mismatches
+        self.new_mismatches = 0
+        del self.latencies[:], self.batch_latencies[:], self.batch_counts[:]
+        return fresh
 
     @property
     def completed(self) -> int:
-        return self.warmup_requests + self.histogram.count + len(self.latencies)
+        return self.warmup_requests + self.histogram.count + len(self.latencies) + sum(self.batch_counts)
+
+    @property
+    def errors(self) -> int:
+        return self.protocol_errors + self.lost + self.idle_lost + self.connect.count
+
+    def protocol_error(self, reason: str) -> None:
+        self.protocol_errors += 1
+        self.protocol_reasons[reason] = self.protocol_reasons.get(reason, 0) + 1
 
     def connection_lost(self, protocol, exc, idle: bool = False) -> None:
         if self.finishing or protocol.closing:
@@ -67,27 +102,43 @@ class Tally:
 
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("tally", "record", "next_message", "refill", "pingpong", "transport", "fd", "direct", "expect",
-                 "partial", "head_t", "got", "bad", "queue", "alive", "closing")
+    """Message numbers are absolute positions in the worker's `Stream`, from `first`: `sent` were
+    written, `done` replies are complete, `got` bytes of reply `done` arrived. Requests written
+    together form a batch, timed from one instant: the head batch ends at message `head_end` and
+    was written at `head_t`, the later ones wait in `queue` as (end, t). `expect` is the whole
+    reply `done` while none of it has arrived (else None: the ping-pong fast path compares with
+    it); `tainted` is a reply already known wrong whose end has not arrived yet (else -1)."""
 
-    def __init__(self, tally: Tally, script, refill: bool):
+    __slots__ = ("tally", "record", "stream", "pairs", "count", "number", "first", "sent", "done", "got",
+                 "expect", "head_end", "head_t", "queue", "tainted", "refill", "pingpong", "transport", "fd",
+                 "direct", "alive", "closing", "fixed", "period", "span", "expected")
+
+    def __init__(self, tally: Tally, stream: Stream, first: int, refill: bool, number: int = 0):
         self.tally = tally
         self.record = tally.latencies.append
-        self.next_message = script  # () -> (message, expected reply)
+        self.stream = stream
+        self.pairs = stream.pairs
+        self.count = stream.count
+        # The Stream's figures, for the inline fast path of fixed sizes (see _receive)
+        self.fixed, self.period, self.expected = stream.fixed, stream.period, stream.expected
+        self.span = stream.period + stream.reach  # windows starting in the table and ending by here are one slice
+        self.number = number  # for the first-mismatch note
+        self.first = self.sent = self.done = self.head_end = first
+        self.got = self.head_t = 0
+        self.expect = None
+        self.queue = deque()
+        self.tainted = -1
         self.refill = refill  # closed loop: each completed reply sends the next message
         self.pingpong = False  # closed loop, one message in flight: the fast path does it all
         self.transport = None
         self.fd = -1
         self.direct = True  # writes go straight to the socket (see _write)
-        # The reply at the head of the line is timed from `head_t`; the ones after it wait in `queue`
-        # as (reply, start ns). While none of the head has arrived it is `expect`, which the fast path
-        # compares with; once part of it has, it is `partial` (and `expect` is None, so a partial
-        # state is never mistaken for a whole reply), `got` bytes of it arrived, `bad` if any differed.
-        self.expect = self.partial = None
-        self.head_t = self.got = 0
-        self.bad = False
-        self.queue = deque()
         self.alive = self.closing = False
+
+    @property
+    def nbytes(self) -> int:
+        """Reply bytes received so far."""
+        return self.stream.offset(self.done) + self.got - self.stream.offset(self.first)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -102,85 +153,152 @@ class Connection(asyncio.Protocol):
         return False  # close our side too; connection_lost counts it
 
     def start(self, depth: int) -> None:
-        """Closed loop: put `depth` messages in flight at once."""
-        self.pingpong = self.refill and depth == 1
-        if self.closing:  # aborted already: the server sent bytes before any request
+        """Closed loop: put `depth` messages in flight at once (unless the server already hung up,
+        or sent before it was asked: that was counted as a protocol error and the connection aborted)."""
+        if not self.alive or self.closing:
             return
-        self._refill(depth, perf_counter_ns())
+        self.pingpong = self.refill and depth == 1
+        self._send(depth, perf_counter_ns())
 
     def send(self, intended_ns: int) -> None:
         """Open loop: send the next message now, timed from when it should have been sent."""
-        if self.closing:  # aborted (a protocol error); connection_lost has not run yet
-            return
-        message, expect = self.next_message()
-        self._write(message)
-        self._push(expect, intended_ns)
+        self._send(1, intended_ns)
 
     def data_received(self, data):
         t = perf_counter_ns()
-        if data == self.expect:
+        if data == self.expect:  # exactly the one whole reply at the head of the line
             self.record(t - self.head_t)
+            done = self.done = self.done + 1
             if self.pingpong:
-                message, self.expect = self.next_message()
+                message, self.expect = self.pairs[done % self.count]
+                self.sent = self.head_end = done + 1
                 self.head_t = t
-                self._write(message)
-            else:
-                self._pop()
-                if self.refill:
-                    self._refill(1, t)
-        else:
-            self._slow(data, t)
-
-    def _slow(self, data, t: int) -> None:
-        size = len(data)
-        view = memoryview(data)
-        position = refills = 0
-        while position < size:
-            head = self.expect if self.partial is None else self.partial
-            if head is None:  # more bytes than were sent: no echo server does that
-                self.tally.protocol_errors += 1
-                self.closing = True
-                self.transport.abort()
+                if not self.direct:
+                    self._write(message)
+                    return
+                try:  # _write's common case, inline: a Python call less per request
+                    sent = os_write(self.fd, message)
+                except OSError:
+                    sent = 0
+                if sent < len(message):
+                    self.direct = False
+                    self.transport.write(message[sent:])
                 return
-            take = min(len(head) - self.got, size - position)
-            if not head.startswith(view[position:position + take], self.got):
-                self.bad = True
-            position += take
-            self.got += take
-            if self.got == len(head):
-                self.record(t - self.head_t)
-                if self.bad:
-                    self.tally.mismatches += 1
-                self._pop()
-                refills += self.refill
-            else:
-                self.partial, self.expect = head, None
-        if refills:
-            self._refill(refills, t)
-
-    def _push(self, expect: bytes, t: int) -> None:
-        if self.expect is None and self.partial is None:
-            self.expect = expect
-            self.head_t = t
+            if self.head_end == done and self.queue:
+                self.head_end, self.head_t = self.queue.popleft()
+            self.expect = self.pairs[done % self.count][1] if done < self.sent else None
+            if self.refill:
+                self._send(1, t)
         else:
-            self.queue.append((expect, t))
+            self._receive(data, t)
 
-    def _pop(self) -> None:
-        self.got = 0
-        self.bad = False
-        self.partial = None
-        if self.queue:
-            self.expect, self.head_t = self.queue.popleft()
+    def _receive(self, data, t: int) -> None:
+        """Any other receive: several replies, parts of replies, or wrong bytes. For fixed sizes the
+        common case (right bytes, no more than were sent, no wrap beyond the table's reach) is
+        inline arithmetic and one slice; everything else goes through the Stream's methods."""
+        size = self.fixed
+        if size:
+            start = self.done * size + self.got
+            end = start + len(data)
+            at = start % self.period
+            if end <= self.sent * size and at + len(data) <= self.span and data == self.expected[at:at + len(data)]:
+                done = end // size
+                self.got = end - done * size
+                self._complete(done, t)
+                return
+        stream = self.stream
+        start = stream.offset(self.done) + self.got
+        end = start + len(data)
+        limit = stream.offset(self.sent)
+        if end <= limit and data == stream.window(stream.expected, start, len(data)):
+            done = stream.completed(end)
+        else:
+            done = self._mismatched(data, start, min(end, limit))
+        self.got = min(end, limit) - stream.offset(done)
+        self._complete(done, t)
+        if end > limit:  # more bytes than were sent: no echo server does that
+            self.tally.protocol_error("the server sent more bytes than it was sent"
+                                      if limit > stream.offset(self.first) else
+                                      "the server sent before it was sent anything")
+            self.closing = True
+            self.transport.abort()
+
+    def _mismatched(self, data, start: int, stop: int) -> int:
+        """Check [start, stop) reply by reply; count each wrong reply once, when its end has arrived;
+        note the first wrong byte. Returns the number of complete replies."""
+        stream, tally = self.stream, self.tally
+        index, at = self.done, start
+        while at < stop:
+            reply_start, reply_end = stream.offset(index), stream.offset(index + 1)
+            take = min(reply_end, stop) - at
+            expected = stream.window(stream.expected, at, take)
+            got = data[at - start:at - start + take]
+            if got != expected:
+                if tally.first_mismatch is None:
+                    wrong = next(i for i in range(take) if got[i] != expected[i])
+                    tally.first_mismatch = {"connection": self.number, "request": index - self.first + 1,
+                                            "byte": at - reply_start + wrong, "expected": expected[wrong],
+                                            "got": got[wrong]}
+                self.tainted = index
+            at += take
+            if at == reply_end:
+                if self.tainted == index:
+                    tally.new_mismatches += 1
+                    self.tainted = -1
+                index += 1
+        return index
+
+    def _complete(self, done: int, t: int) -> None:
+        """Replies up to `done` are complete: time them batch by batch, refill as many."""
+        previous = self.done
+        if done == previous:
+            self.expect = None  # only part of the head reply arrived
+            return
+        if self.tainted >= 0 and done > self.tainted:  # its last bytes were right, its first were not
+            self.tally.new_mismatches += 1
+            self.tainted = -1
+        self.done = done
+        tally, current = self.tally, previous
+        while True:
+            end = self.head_end
+            upto = end if end < done else done
+            latency, count = t - self.head_t, upto - current
+            if count == 1:
+                self.record(latency)
+            elif count:
+                tally.batch_latencies.append(latency)
+                tally.batch_counts.append(count)
+            current = upto
+            if end > done or not self.queue:
+                break
+            self.head_end, self.head_t = self.queue.popleft()
+            if current == done:
+                break
+        if self.refill:
+            self._send(done - previous, t)
+        elif self.got == 0 and done < self.sent:
+            self.expect = self.pairs[done % self.count][1]
         else:
             self.expect = None
 
-    def _refill(self, count: int, t: int) -> None:
-        batch = []
-        for _ in range(count):
-            message, expect = self.next_message()
-            batch.append(message)
-            self._push(expect, t)
-        self._write(b"".join(batch) if count > 1 else batch[0])
+    def _send(self, count: int, t: int) -> None:
+        index = self.sent
+        if count == 1:
+            message = self.pairs[index % self.count][0]
+        elif self.fixed and (index * self.fixed) % self.period + count * self.fixed <= self.span:
+            at = (index * self.fixed) % self.period
+            message = self.stream.sent[at:at + count * self.fixed]
+        else:
+            stream = self.stream
+            at = stream.offset(index)
+            message = stream.window(stream.sent, at, stream.offset(index + count) - at)
+        self.sent = index + count
+        if self.head_end == self.done:  # nothing in flight: this batch is the head
+            self.head_end, self.head_t = self.sent, t
+        else:
+            self.queue.append((self.sent, t))
+        self.expect = self.pairs[self.done % self.count][1] if self.got == 0 else None
+        self._write(message)
 
     def _write(self, data: bytes) -> None:
         """Send now, with one write(2), as the C generator does.
@@ -205,19 +323,6 @@ class Connection(asyncio.Protocol):
             self.direct = False
             self.transport.write(memoryview(data)[sent:])
 
-
-class CountingConnection(Connection):
-    """For sizes drawn from a range, where bytes cannot be derived from the number of requests."""
-
-    __slots__ = ("nbytes",)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.nbytes = 0
-
-    def data_received(self, data):
-        self.nbytes += len(data)
-        Connection.data_received(self, data)
 
 
 class Schedule:
@@ -264,7 +369,7 @@ def round_robin(connections: list[Connection]):
         for _ in range(len(connections)):
             connection = connections[turn]
             turn = (turn + 1) % len(connections)
-            if connection.alive:
+            if connection.alive and not connection.closing:
                 connection.send(intended_ns)
                 return
 

@@ -1,16 +1,19 @@
-"""Latency histograms: recorded in bulk, merged exactly across worker processes.
+"""Latency histograms: recorded in bulk, merged exactly across worker processes and intervals.
 
-The hot path only appends a latency in nanoseconds to an `array('q')` (one C call, no object kept).
-A few times a second the worker moves the batch into an HdrHistogram (1 ns .. 1 h, 3 significant
-digits) with numpy, computing the same counts index HdrHistogram's `record_value` computes, but for
-the whole batch at once: `hdrh`'s own `record_value` is pure Python and would cost more per request
-than the rest of the bench. Workers hand their histogram to the parent in HdrHistogram's standard
-encoding (`encode`/`decode`), so the merge is exact: same buckets, added count by count. The exact
-sum, count and maximum travel beside it, since a bucket only knows its value to 3 digits.
+The hot path only appends latencies in nanoseconds to `array('q')`s (one C call each; a batch of
+replies completed by one receive is one (latency, count) pair). A few times a second the worker
+turns them into counts with numpy, in HdrHistogram's own bucket layout (1 ns .. 1 h, 3 significant
+digits: values below 2048 exact, then 1024 buckets per power of two, each 2**k wide), but computed
+here, for the whole batch at once: `hdrh`'s `record_value` is pure Python and would cost more per
+request than the rest of the bench. Only hdrh's public API is used: when a histogram is needed
+(percentiles, the interval log) each non-empty bucket is recorded once, with its count, at its
+lowest value, which HdrHistogram files in the very same bucket. Workers send their counts as
+(bucket, count) pairs, so the merge is exact; the exact sum, count and maximum travel beside them.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
 
 import numpy as np
@@ -20,57 +23,101 @@ LOWEST_NS = 1
 HIGHEST_NS = 3600 * 10**9
 DIGITS = 3
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
+SUB_BITS = math.ceil(math.log2(2 * 10**DIGITS))  # 11: HdrHistogram's sub-bucket count is 2**11
+HALF = 1 << (SUB_BITS - 1)
+EXACT = 1 << SUB_BITS  # values below this have a bucket of their own
+SLOTS = EXACT + (HIGHEST_NS.bit_length() - SUB_BITS) * HALF
+SPECTRUM_TICKS = 5  # percentile spectrum: steps per halving of the distance to 100 % (wrk2 uses 5)
+
+
+def buckets(values: np.ndarray) -> np.ndarray:
+    """The bucket of each value (int64, already within LOWEST_NS..HIGHEST_NS)."""
+    bits = np.frexp(values.astype(np.float64))[1].astype(np.int64)  # bit_length: exact below 2**53
+    shift = np.maximum(bits - SUB_BITS, 0)
+    return np.where(shift == 0, values, EXACT + (shift - 1) * HALF + (values >> shift) - HALF)
+
+
+def lowest_value(bucket: int) -> int:
+    if bucket < EXACT:
+        return bucket
+    step, within = divmod(bucket - EXACT, HALF)
+    return (within + HALF) << (step + 1)
 
 
 class LatencyHistogram:
-    def __init__(self, hdr: HdrHistogram | None = None):
-        self.hdr = hdr or HdrHistogram(LOWEST_NS, HIGHEST_NS, DIGITS)
+    def __init__(self):
+        self.counts = np.zeros(SLOTS, dtype=np.int64)
         self.count = 0
         self.sum_ns = 0
         self.max_ns = 0
-        self._counts = np.ctypeslib.as_array(self.hdr.counts)
-        h = self.hdr
-        self._mask = h.sub_bucket_mask
-        self._shift = h.unit_magnitude + h.sub_bucket_half_count_magnitude + 1
 
-    def record_batch(self, values: array) -> None:
-        """Record every latency (ns) in `values`; the caller may reuse the array afterwards."""
+    def record_batch(self, values: array, weights: array | None = None) -> None:
+        """Record every latency (ns) in `values`, each `weights[i]` times (once without weights)."""
         if not values:
             return
         v = np.clip(np.frombuffer(values, dtype=np.int64), LOWEST_NS, HIGHEST_NS)
-        h = self.hdr
-        # HdrHistogram's _counts_index_for, vectorised. bit_length via frexp is exact below 2**53.
-        bits = np.frexp((v | self._mask).astype(np.float64))[1].astype(np.int64)
-        bucket = bits - self._shift
-        sub = v >> (bucket + h.unit_magnitude)
-        index = ((bucket + 1) << h.sub_bucket_half_count_magnitude) + sub - h.sub_bucket_half_count
-        self._counts += np.bincount(index, minlength=len(self._counts)).astype(np.uint64)
-        low, high, total = int(v.min()), int(v.max()), int(v.sum())
-        h.total_count += len(v)
-        h.min_value = min(h.min_value, low)
-        h.max_value = max(h.max_value, high)
-        self.count += len(v)
-        self.sum_ns += total
-        self.max_ns = max(self.max_ns, high)
-
-    def encode(self) -> tuple[bytes, int, int, int]:
-        """What a worker sends its parent: (HdrHistogram encoding, count, sum_ns, max_ns)."""
-        return (self.hdr.encode() if self.count else b""), self.count, self.sum_ns, self.max_ns
-
-    def merge_encoded(self, encoded: tuple[bytes, int, int, int]) -> None:
-        blob, count, sum_ns, max_ns = encoded
-        if count:
-            self.hdr.decode_and_add(blob)
+        w = None if weights is None else np.frombuffer(weights, dtype=np.int64)
+        if w is None:
+            self.counts += np.bincount(buckets(v), minlength=SLOTS)
+            count, total = len(v), int(v.sum())
+        else:
+            self.counts += np.rint(np.bincount(buckets(v), weights=w, minlength=SLOTS)).astype(np.int64)
+            count, total = int(w.sum()), int(np.dot(v, w))
         self.count += count
-        self.sum_ns += sum_ns
-        self.max_ns = max(self.max_ns, max_ns)
+        self.sum_ns += total
+        self.max_ns = max(self.max_ns, int(v.max()))
+
+    def add(self, other: LatencyHistogram) -> None:
+        self.counts += other.counts
+        self.count += other.count
+        self.sum_ns += other.sum_ns
+        self.max_ns = max(self.max_ns, other.max_ns)
+
+    def encode(self) -> tuple:
+        """What a worker sends its parent: (buckets, counts, count, sum_ns, max_ns), non-empty only."""
+        used = np.flatnonzero(self.counts)
+        return used, self.counts[used], self.count, self.sum_ns, self.max_ns
+
+    @classmethod
+    def decode(cls, encoded: tuple) -> LatencyHistogram:
+        histogram = cls()
+        used, counts, histogram.count, histogram.sum_ns, histogram.max_ns = encoded
+        histogram.counts[used] = counts
+        return histogram
+
+    def merge_encoded(self, encoded: tuple) -> None:
+        self.add(LatencyHistogram.decode(encoded))
+
+    def to_hdr(self) -> HdrHistogram:
+        """The same counts as an hdrh HdrHistogram (for its percentiles, encoding and log)."""
+        hdr = HdrHistogram(LOWEST_NS, HIGHEST_NS, DIGITS)
+        for bucket in np.flatnonzero(self.counts).tolist():
+            hdr.record_value(lowest_value(bucket), int(self.counts[bucket]))
+        return hdr
+
+    def percentiles_us(self, percentiles: list[float]) -> list[float]:
+        """Each percentile in microseconds, capped at the exact maximum."""
+        if not self.count:
+            return [0.0] * len(percentiles)
+        values = self.to_hdr().get_percentile_to_value_dict(percentiles)
+        return [round(min(values[p], self.max_ns) / 1000, 1) for p in percentiles]
 
     def summary_us(self) -> dict[str, float]:
         """p50, p90, p99, p999, max and mean in microseconds (percentiles capped at the exact max)."""
         if not self.count:
             return {**{name: 0.0 for name in PERCENTILES}, "max": 0.0, "mean": 0.0}
-        values = self.hdr.get_percentile_to_value_dict(list(PERCENTILES.values()))
-        summary = {name: round(min(values[p], self.max_ns) / 1000, 1) for name, p in PERCENTILES.items()}
+        summary = dict(zip(PERCENTILES, self.percentiles_us(list(PERCENTILES.values()))))
         summary["max"] = round(self.max_ns / 1000, 1)
         summary["mean"] = round(self.sum_ns / self.count / 1000, 1)
         return summary
+
+    def spectrum_us(self) -> list[dict]:
+        """The full percentile spectrum, as wrk2 prints it: [{percentile, value_us, count}, ...]."""
+        if not self.count:
+            return []
+        rows = []
+        for step in self.to_hdr().get_percentile_iterator(SPECTRUM_TICKS):
+            rows.append({"percentile": round(step.percentile_level_iterated_to, 6),
+                         "value_us": round(min(step.value_iterated_to, self.max_ns) / 1000, 3),
+                         "count": step.total_count_to_this_value})
+        return rows

@@ -18,7 +18,7 @@ import os
 import resource
 import socket
 
-from iomodels.addresses import SourceAddresses, bind_source
+from iomodels.addresses import SourceAddresses, bind_source, is_loopback
 from iomodels.bench.errors import BenchError
 
 FD_MARGIN = 64  # descriptors a worker needs besides its sockets (pipes, epoll, libraries)
@@ -49,7 +49,9 @@ class SourcePlan(SourceAddresses):
 
     def __init__(self, host: str, total: int):
         try:
-            super().__init__(host, total)
+            # A remote target (--allow-remote) is reached from the kernel's own choice of address:
+            # loopback source addresses cannot route there.
+            super().__init__(host, total if is_loopback(host) else 1)
         except ValueError as exc:
             raise LimitError(str(exc)) from None
 
@@ -103,7 +105,7 @@ class IdleConnection:
         self.transport = transport
 
     def data_received(self, data):
-        self.tally.protocol_errors += 1  # an echo server must not speak first
+        self.tally.protocol_error("the server sent data on an idle connection (an echo server must not speak first)")
 
     def eof_received(self):
         return False

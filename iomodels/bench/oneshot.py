@@ -16,7 +16,7 @@ import errno
 from time import perf_counter_ns
 
 from iomodels.bench.connection import Schedule, Tally
-from iomodels.addresses import LAST_SOURCE, source_address
+from iomodels.addresses import LAST_SOURCE, is_loopback, source_address
 from iomodels.bench.idle import connect
 
 CONNECT_TIMEOUT = 10.0
@@ -35,6 +35,7 @@ class OneShotRequests:
         self.source = 1  # 127.0.0.N; 1 = let the kernel choose, as a client normally does
         self.exhausted = 0
         self.nbytes = 0
+        self.requests = 0
         self.tasks: set[asyncio.Task] = set()
 
     def _source_address(self) -> str | None:
@@ -64,13 +65,20 @@ class OneShotRequests:
         finally:
             sock.close()
         self.nbytes += len(reply)
+        self.requests += 1
         if reply != expect:
-            self.tally.mismatches += 1
+            self.tally.new_mismatches += 1
+            if self.tally.first_mismatch is None:  # each request has a connection of its own
+                wrong = next(i for i in range(len(expect)) if reply[i] != expect[i])
+                self.tally.first_mismatch = {"connection": self.requests - 1, "request": 1, "byte": wrong,
+                                             "expected": expect[wrong], "got": reply[wrong]}
         self.tally.latencies.append(perf_counter_ns() - start_ns)
 
     def _connect_failed(self, exc: BaseException) -> None:
         self.tally.connect.add(exc)
-        if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL and self.source < LAST_SOURCE:
+        # Loopback source addresses reach only a loopback target (not one of --allow-remote).
+        if (isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL and self.source < LAST_SOURCE
+                and is_loopback(self.address[0])):
             self.exhausted += 1
             self.source += 1
 

@@ -15,6 +15,7 @@ no per-message allocation or encoding.
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_right
 import random
 from dataclasses import dataclass
 
@@ -72,6 +73,11 @@ class Size:
         return str(self.low) if self.fixed else f"{self.low}-{self.high}"
 
 
+def describe_byte(value: int) -> str:
+    """0x41 -> "'A' (0x41)"; 0xE9 -> "'\\xe9' (0xe9)": for naming the first wrong byte of a reply."""
+    return f"'{repr(bytes([value]))[2:-1]}' (0x{value:02x})"
+
+
 def pattern(length: int) -> bytes:
     """`length` bytes repeating with period PERIOD, drawn from ALPHABET by a xorshift32."""
     x, chosen = 2463534242, bytearray()
@@ -117,3 +123,61 @@ class Messages:
         """An endless iterator of pairs for one connection; connections start at different places."""
         start %= len(self.pairs)
         return itertools.cycle(self.pairs[start:] + self.pairs[:start]).__next__
+
+
+class Stream:
+    """A worker's message table as one endless byte stream, so that a batch is one slice.
+
+    Message i of the stream is table message i mod n; it starts at byte `offset(i)`. Each connection
+    starts at its own message and keeps absolute message numbers and byte offsets into this stream,
+    so whatever was sent, or is expected back, at any depth, is one contiguous window of `sent`
+    or `expected`: a refill of k messages is one slice and one write(2), and the check of a
+    receive is one `==` of what arrived against one slice of the expected bytes, however many
+    replies (and parts of replies) it holds. The buffers are the table followed by its own start
+    again (`reach` bytes of it), so that a window crossing the end of the table is still one
+    slice; longer windows are joined from pieces.
+    """
+
+    def __init__(self, messages: Messages, reach: int):
+        self.pairs = messages.pairs
+        self.count = len(self.pairs)
+        sent = b"".join(message for message, _ in self.pairs)
+        expected = b"".join(reply for _, reply in self.pairs)
+        self.period = len(sent)
+        self.reach = min(self.period, max(reach, 1))
+        self.sent = sent + sent[:self.reach]
+        self.expected = expected + expected[:self.reach]
+        self.fixed = messages.size.high if messages.size.fixed else 0
+        ends, total = [], 0
+        for message, _ in self.pairs:
+            total += len(message)
+            ends.append(total)
+        self.ends = ends
+        self.starts = [0, *ends[:-1]]
+
+    def offset(self, index: int) -> int:
+        """Where message `index` starts."""
+        if self.fixed:
+            return index * self.fixed
+        turns, at = divmod(index, self.count)
+        return turns * self.period + self.starts[at]
+
+    def completed(self, offset: int) -> int:
+        """How many messages end at or before byte `offset`."""
+        if self.fixed:
+            return offset // self.fixed
+        turns, at = divmod(offset, self.period)
+        return turns * self.count + bisect_right(self.ends, at)
+
+    def window(self, buffer: bytes, offset: int, length: int) -> bytes:
+        """`length` bytes of the endless `buffer` (self.sent or self.expected) from `offset`."""
+        at = offset % self.period
+        if at + length <= self.period + self.reach:
+            return buffer[at:at + length]
+        pieces = []
+        while length > 0:
+            take = min(length, self.period - at)
+            pieces.append(buffer[at:at + take])
+            length -= take
+            at = 0
+        return b"".join(pieces)

@@ -45,7 +45,10 @@ def table(result: Result) -> Table:
     mode = "connect per request" if result.connect_per_request else (
         f"open loop, {result.rate:,.0f} requests/s" if result.rate else f"closed loop, pipeline {result.pipeline}")
     size = result.size if isinstance(result.size, int) else f"{result.size[0]}-{result.size[1]}"
-    grid = Table(title=f"iomodels bench {result.host}:{result.port}", show_header=False, title_justify="left")
+    title = f"iomodels bench {result.host}:{result.port}{' (PARTIAL: interrupted)' if result.partial else ''}"
+    if result.mismatches or result.warmup_mismatches:
+        title += " (WRONG REPLIES: the figures below are not those of an uppercase-echo server)"
+    grid = Table(title=title, show_header=False, title_justify="left")
     grid.add_column(style="bold")
     grid.add_column(justify="right")
     rows = [
@@ -64,7 +67,8 @@ def table(result: Result) -> Table:
     rows += [
         ("errors", f"{result.errors} ({result.connect_errors} connect, {result.lost} lost, "
                    f"{result.idle_lost} idle lost, {result.protocol_errors} protocol)"),
-        ("mismatches", str(result.mismatches)),
+        ("mismatches", f"{result.mismatches}" + (f" (+{result.warmup_mismatches} in the warm-up)"
+                                                  if result.warmup_mismatches else "")),
         ("client CPU", f"{_cpu(result.client_cpu)} (workers: {', '.join(f'{c:.2f}' for c in result.worker_cpu)})"),
     ]
     if result.server_cpu is not None:

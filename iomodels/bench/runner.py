@@ -13,11 +13,12 @@ import multiprocessing
 import os
 import resource
 import socket
+import time
 from collections import deque
 from multiprocessing.connection import wait
 from time import perf_counter_ns
 
-from iomodels.bench import report, worker
+from iomodels.bench import export, report, worker
 from iomodels.bench.errors import MAX_DURATION, MAX_WARMUP, BenchError, UsageError
 from iomodels.addresses import is_loopback
 from iomodels.bench.idle import FD_MARGIN, SourcePlan
@@ -32,16 +33,19 @@ DONE_GRACE = 30.0  # seconds after the end for workers to close and report
 def run(host: str, port: int, connections: int = 10, size: int | str | tuple[int, int] = 64,
         pipeline: int = 1, duration: float = 10.0, warmup: float = 1.0, rate: float | None = None,
         idle: int = 0, workers: int | str = 1, connect_per_request: bool = False,
-        server_pid: int | None = None, progress: bool = False) -> Result:
+        server_pid: int | None = None, progress: bool = False, allow_remote: bool = False,
+        keep_partial: bool = False) -> Result:
     """Load the uppercase-echo server at host:port and measure it (see `iomodels bench --help`).
 
     Raises UsageError for arguments that cannot work and BenchError when the run cannot happen
     (nothing could connect, limits too low); failures during the run are counted in the Result.
     Workers are spawned interpreters: a script calling this needs the usual multiprocessing guard,
-    `if __name__ == "__main__":`.
+    `if __name__ == "__main__":`. Only loopback targets, unless `allow_remote`. Ctrl-C
+    (KeyboardInterrupt) propagates, unless `keep_partial`: then the workers stop and the Result of
+    what they measured until then comes back, marked `partial`.
     """
     options = _validate(host, port, connections, Size.parse(size), pipeline, duration, warmup, rate, idle,
-                        workers, connect_per_request)
+                        workers, connect_per_request, allow_remote)
     watch = ServerWatch(server_pid) if server_pid is not None else None
     specs, plan = _plan(options)
     display = report.LiveProgress(progress)
@@ -54,27 +58,47 @@ def run(host: str, port: int, connections: int = 10, size: int | str | tuple[int
             raise BenchError(f"cannot connect to {host}:{port}: {', '.join(sorted(reasons)) or 'no connection'}")
         t0 = perf_counter_ns() + START_DELAY_NS
         pool.send_all(("start", t0))
-        own_cpu, server = _watch(pool, display, watch, options, t0)
+        own_cpu, server, interrupted = _watch(pool, display, watch, options, t0)
+        if interrupted and not keep_partial:
+            raise KeyboardInterrupt
+        if interrupted:  # Ctrl-C: every worker ends now and reports what it measured
+            pool.send_all(("stop",))
         done = pool.collect("done", DONE_GRACE)
     finally:
         display.close()
         pool.close()
-    notes = [note for note in [plan.describe()] if note]
-    return merge(options, ready, done, own_cpu, server, notes)
+    notes = [note for note in [options.pop("remote_warning"), plan.describe()] if note]
+    if any(report["partial"] for report in done):
+        notes.insert(0, "PARTIAL: interrupted (Ctrl-C): these are the results measured until then")
+    result = merge(options, ready, done, own_cpu, server, notes)
+    measure_start_epoch = time.time() - (perf_counter_ns() - t0) / 1e9 + options["warmup"]
+    result.about = export.about(options, measure_start_epoch)
+    return result
 
 
-def _validate(host, port, connections, size, pipeline, duration, warmup, rate, idle, workers, cpr) -> dict:
+def check_target(host: str, port: int, allow_remote: bool) -> tuple[str, str | None]:
+    """The address to load and, for a remote one the user allowed, the warning to show.
+    Resolves the name, sends nothing."""
+    if not 0 < port < 65536:
+        raise UsageError(f"port must be from 1 to 65535, not {port}")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OverflowError) as exc:
         raise UsageError(f"cannot resolve {host!r}: {exc}") from None
     address = infos[0][4][0]
-    if not is_loopback(address):
-        shown = host if host == address else f"{host} ({address})"
-        raise UsageError(f"refusing to load {shown}: this tool only ever loads the local machine "
-                         f"(127.0.0.0/8 or ::1)")
-    if not 0 < port < 65536:
-        raise UsageError(f"port must be from 1 to 65535, not {port}")
+    if is_loopback(address):
+        return address, None
+    shown = host if host == address else f"{host} ({address})"
+    if not allow_remote:
+        raise UsageError(f"refusing to load {shown}: this tool only loads the local machine (127.0.0.0/8 "
+                         f"or ::1) unless told --allow-remote")
+    return address, (f"--allow-remote: loading {shown}, another machine: make sure it is yours to load, "
+                     f"and that the network between is not what you end up measuring")
+
+
+def _validate(host, port, connections, size, pipeline, duration, warmup, rate, idle, workers, cpr,
+              allow_remote=False) -> dict:
+    address, remote = check_target(host, port, allow_remote)
     checks = [
         (1 <= connections <= 1_000_000, f"connections must be from 1 to 1000000, not {connections}"),
         (1 <= pipeline <= 65536, f"pipeline must be from 1 to 65536, not {pipeline}"),
@@ -93,7 +117,7 @@ def _validate(host, port, connections, size, pipeline, duration, warmup, rate, i
         raise UsageError(f"workers must be from 1 to 256 or 'auto', not {workers!r}")
     return {"host": address, "port": port, "connections": connections, "size": size, "pipeline": pipeline,
             "duration": float(duration), "warmup": float(warmup), "rate": rate, "idle": idle,
-            "workers": min(workers, connections), "connect_per_request": cpr}
+            "workers": min(workers, connections), "connect_per_request": cpr, "remote_warning": remote}
 
 
 def _shares(total: int, parts: int) -> list[int]:
@@ -148,7 +172,10 @@ class _Workers:
 
     def send_all(self, message) -> None:
         for pipe in self.pipes:
-            pipe.send(message)
+            try:
+                pipe.send(message)
+            except (BrokenPipeError, ConnectionResetError):  # that worker is gone: receive() says why
+                pass
 
     def receive(self, pipe) -> tuple:
         """A worker's next message; its failure to run becomes a BenchError."""
@@ -196,12 +223,32 @@ class _Workers:
 
 
 def _watch(pool: _Workers, display, watch: ServerWatch | None, options: dict, t0: int):
-    """Until the end: show progress; sample our own and the server's CPU at the window's edges."""
+    """Until the end (or Ctrl-C): show progress; sample our own and the server's CPU at the window's
+    edges. Returns (our CPU, the server's figures or None, whether it was interrupted)."""
+    edges: dict[str, tuple] = {}
+    try:
+        _watch_until_end(pool, display, watch, options, t0, edges)
+        interrupted = False
+    except KeyboardInterrupt:
+        interrupted = True
+        now = (perf_counter_ns(), worker.cpu_seconds(), watch.cpu_seconds() if watch else 0.0)
+        edges.setdefault("start", now)
+        edges["end"] = now
+    (t_start, cpu_start, server_start), (t_end, cpu_end, server_end) = edges["start"], edges["end"]
+    seconds = max(1e-9, (t_end - t_start) / 1e9)
+    server = None
+    if watch:
+        server = {"cpu": (server_end - server_start) / seconds, "cpu_seconds": server_end - server_start,
+                  "rss": watch.peak_rss}
+    return (cpu_end - cpu_start) / seconds, server, interrupted
+
+
+def _watch_until_end(pool: _Workers, display, watch: ServerWatch | None, options: dict, t0: int,
+                     edges: dict[str, tuple]) -> None:
     warm_end = t0 + int(options["warmup"] * 1e9)
     end = warm_end + int(options["duration"] * 1e9)
     pipes = pool.pipes
     completed = [0] * len(pipes)
-    edges: dict[str, tuple] = {}
     samples = deque([(t0, 0)])  # (ns, requests completed): the live rate is over the last second
     while True:
         now = perf_counter_ns()
@@ -227,10 +274,3 @@ def _watch(pool: _Workers, display, watch: ServerWatch | None, options: dict, t0
             (then, before), (_, total) = samples[0], samples[-1]
             display.update(max(0.0, (now - t0) / 1e9), options["warmup"] + options["duration"],
                            "warm-up" if now < warm_end else "measuring", (total - before) / ((now - then) / 1e9))
-    (t_start, cpu_start, server_start), (t_end, cpu_end, server_end) = edges["start"], edges["end"]
-    seconds = max(1e-9, (t_end - t_start) / 1e9)
-    server = None
-    if watch:
-        server = {"cpu": (server_end - server_start) / seconds, "cpu_seconds": server_end - server_start,
-                  "rss": watch.peak_rss}
-    return (cpu_end - cpu_start) / seconds, server

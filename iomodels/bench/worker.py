@@ -4,9 +4,14 @@ Talks to the parent over a pipe, in this order:
     worker -> ("ready", {...})        idle and active connections are open
     parent -> ("start", t0_ns)        everyone starts at the same CLOCK_MONOTONIC instant
     worker -> ("progress", completed) a few times a second, for the live line
-    worker -> ("done", {...})         counts, encoded histogram, CPU used in the measured window
+    parent -> ("stop",)               optional: Ctrl-C, end now and report what was measured
+    worker -> ("done", {...})         counts, encoded histograms (whole window and per interval),
+                                      CPU used in the measured window
 or worker -> ("error", message) if it cannot run at all. The run ends by itself at t0 + warmup +
-duration even if the parent is gone; SIGINT is the parent's business (it terminates workers).
+duration even if the parent is gone; SIGINT is the parent's business (it sends "stop").
+
+Latencies are flushed into histograms on a grid of TICK seconds aligned on the end of the warm-up,
+so that the window's edges and the INTERVAL-second time series fall on flushes.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ from time import perf_counter_ns
 
 import uvloop
 
-from iomodels.bench.connection import Connection, CountingConnection, Schedule, Tally, round_robin
+from iomodels.bench.connection import Connection, Schedule, Tally, round_robin
+from iomodels.bench.histogram import LatencyHistogram
 from iomodels.bench.idle import IdleConnection, LimitError, SourcePlan, open_many, raise_nofile
 from iomodels.bench.oneshot import OneShotRequests
-from iomodels.bench.payload import Messages, Size
+from iomodels.bench.payload import Messages, Size, Stream
 
 TICK = 0.25  # seconds between latency flushes and progress messages
+INTERVAL = 1.0  # seconds per point of the time series (--csv, --hdr-log, the JSON's "intervals")
+TICK_NS, INTERVAL_NS = int(TICK * 1e9), int(INTERVAL * 1e9)
+MAX_REACH = 4 << 20  # bytes: batches longer than this are joined from pieces (see Stream)
 
 
 @dataclass(frozen=True)
@@ -81,11 +90,11 @@ async def _run(spec: WorkerSpec, pipe) -> None:
         connected = len(probes)
     else:
         first = spec.first_connection
-        starts = iter(range(first * 7, (first + spec.connections) * 7, 7))
-        kind = Connection if spec.size.fixed else CountingConnection
+        stream = Stream(messages, min(MAX_REACH, spec.pipeline * spec.size.high))
+        starts = iter(range(first, first + spec.connections))
         active = await open_many(
             loop, address, plan, range(first, first + spec.connections),
-            lambda: kind(tally, messages.script(next(starts)), refill=spec.rate is None), tally.connect)
+            lambda: _connection(tally, stream, next(starts), spec.rate is None), tally.connect)
         connected = len(active)
     ready = {"connected": connected, "idle": len(idle), "connect_errors": tally.connect.count,
              "connect_reasons": tally.connect.by_reason}
@@ -97,32 +106,17 @@ async def _run(spec: WorkerSpec, pipe) -> None:
     end = warm_end + int(spec.duration * 1e9)
     await asyncio.sleep(max(0.0, (t0 - perf_counter_ns()) / 1e9))
     schedule = _start(loop, spec, active, oneshot, t0, end)
-
-    window = {}
-
-    def edge(name: str) -> None:
-        tally.flush(measuring=name == "end")
-        window[name] = (perf_counter_ns(), cpu_seconds(), _bytes(spec, tally, active, oneshot))
-
-    start_edge = loop.call_later((warm_end - perf_counter_ns()) / 1e9, edge, "start")
-    while perf_counter_ns() < end:
-        await asyncio.sleep(max(0.0, min(TICK, (end - perf_counter_ns()) / 1e9)))
-        if perf_counter_ns() < end:  # the end edge flushes the last batch itself
-            tally.flush(measuring="start" in window)
-        if not _send(pipe, ("progress", tally.completed)):
-            return await _close(tally, active, idle, oneshot)  # the parent is gone: stop early
-    if "start" not in window:  # a loop so late that the end came first: the window is empty
-        start_edge.cancel()
-        edge("start")
-    edge("end")
+    window, intervals, partial = await _measure(spec, tally, pipe, active, oneshot, t0, warm_end, end)
     await _close(tally, active, idle, oneshot)
     (t_start, cpu_start, bytes_start), (t_end, cpu_end, bytes_end) = window["start"], window["end"]
     seconds = (t_end - t_start) / 1e9
     _send(pipe, ("done", {
-        "index": spec.index, "pid": os.getpid(), "window_s": seconds,
+        "index": spec.index, "pid": os.getpid(), "window_s": seconds, "partial": partial,
         "requests": tally.histogram.count, "bytes": bytes_end - bytes_start,
-        "histogram": tally.histogram.encode(), "warmup_requests": tally.warmup_requests,
-        "mismatches": tally.mismatches, "protocol_errors": tally.protocol_errors,
+        "histogram": tally.histogram.encode(), "intervals": intervals, "warmup_requests": tally.warmup_requests,
+        "mismatches": tally.mismatches, "warmup_mismatches": tally.warmup_mismatches,
+        "first_mismatch": tally.first_mismatch,
+        "protocol_errors": tally.protocol_errors, "protocol_reasons": tally.protocol_reasons,
         "lost": tally.lost, "idle_lost": tally.idle_lost, "lost_reasons": tally.lost_reasons,
         "connect_errors": tally.connect.count, "connect_reasons": tally.connect.by_reason,
         "cpu": (cpu_end - cpu_start) / seconds if seconds > 0 else 0.0,
@@ -130,6 +124,60 @@ async def _run(spec: WorkerSpec, pipe) -> None:
         "ports_exhausted": oneshot.exhausted if oneshot else 0,
         "source_addresses": oneshot.source if oneshot else plan.addresses,
     }))
+
+
+def _connection(tally: Tally, stream: Stream, number: int, refill: bool) -> Connection:
+    # Connections start 7 messages apart in the table, so they do not all send the same bytes.
+    return Connection(tally, stream, first=number * 7 % stream.count, refill=refill, number=number)
+
+
+def _ticks(t0: int, warm_end: int, end: int) -> list[int]:
+    """The flush instants: every TICK, on a grid through warm_end, and the end itself."""
+    before = [warm_end - n * TICK_NS for n in range((warm_end - t0) // TICK_NS, 0, -1)]
+    return before + list(range(warm_end, end, TICK_NS)) + [end]
+
+
+async def _measure(spec: WorkerSpec, tally: Tally, pipe, active, oneshot, t0: int, warm_end: int, end: int):
+    """Flush on the grid until the end (or the parent's "stop"): returns the window's edges as
+    {"start"|"end": (ns, cpu seconds, bytes)}, the intervals, and whether it was cut short."""
+    window, intervals, partial = {}, [], False
+    interval, errors_before, mismatches_before, interval_start = LatencyHistogram(), 0, 0, warm_end
+
+    def edge(name: str) -> None:
+        window[name] = (perf_counter_ns(), cpu_seconds(), _bytes(spec, tally, active, oneshot))
+
+    for tick in _ticks(t0, warm_end, end):
+        await asyncio.sleep(max(0.0, (tick - perf_counter_ns()) / 1e9))
+        if _stop_asked(pipe):
+            partial, tick = True, max(perf_counter_ns(), warm_end)
+        measuring = tick > warm_end
+        fresh = tally.flush(measuring)
+        if tick == warm_end or (partial and "start" not in window):
+            edge("start")
+        if measuring:
+            interval.add(fresh)
+            if (tick - warm_end) % INTERVAL_NS == 0 or tick == end or partial:
+                intervals.append({"start_s": (interval_start - warm_end) / 1e9, "end_s": (tick - warm_end) / 1e9,
+                                  "histogram": interval.encode(), "errors": tally.errors - errors_before,
+                                  "mismatches": tally.mismatches - mismatches_before})
+                interval, interval_start = LatencyHistogram(), tick
+                errors_before, mismatches_before = tally.errors, tally.mismatches
+        if partial or tick == end:
+            break
+        if not _send(pipe, ("progress", tally.completed)):
+            partial = True  # the parent is gone: stop early
+            break
+    if "start" not in window:
+        edge("start")
+    edge("end")
+    return window, intervals, partial
+
+
+def _stop_asked(pipe) -> bool:
+    try:
+        return pipe.poll(0) and pipe.recv()[0] == "stop"
+    except (EOFError, OSError):
+        return True
 
 
 def _start(loop, spec: WorkerSpec, active, oneshot, t0: int, end: int) -> Schedule | None:
@@ -149,8 +197,8 @@ def _bytes(spec: WorkerSpec, tally: Tally, active, oneshot) -> int:
     if oneshot is not None:
         return oneshot.nbytes
     if spec.size.fixed:
-        return (tally.warmup_requests + tally.histogram.count) * spec.size.low
-    return sum(connection.nbytes for connection in active)
+        return (tally.warmup_requests + tally.histogram.count) * spec.size.low  # after a flush
+    return sum(connection.nbytes for connection in active)  # replies cut anywhere: bytes, not messages
 
 
 def _send(pipe, message) -> bool:

@@ -25,8 +25,10 @@ def one_byte_too_many(data: bytes) -> bytes:
 
 
 class FaultyServer:
-    def __init__(self, reply=bytes.upper, stall_after_bytes: int | None = None, stall_for: float = 0.0):
+    def __init__(self, reply=bytes.upper, stall_after_bytes: int | None = None, stall_for: float = 0.0,
+                 greeting: bytes = b""):
         self.reply = reply
+        self.greeting = greeting  # sent as soon as a connection is accepted, before any request
         self.stall_after = stall_after_bytes
         self.stall_for = stall_for
         self.stall_until = 0.0
@@ -53,6 +55,8 @@ class FaultyServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
+            if self.greeting:
+                conn.sendall(self.greeting)
             while data := conn.recv(65536):
                 with self.lock:
                     self.received += len(data)

@@ -58,8 +58,10 @@ def test_port_exhaustion_is_counted_explained_and_moves_to_the_next_source():
 
 
 def _report(cpu: float) -> dict:
+    from iomodels.bench.histogram import LatencyHistogram
     return {"index": 0, "window_s": 1.0, "requests": 10, "warmup_requests": 1, "bytes": 640, "cpu": cpu,
-            "histogram": (b"", 0, 0, 0), "mismatches": 0, "protocol_errors": 0, "lost": 0, "idle_lost": 0,
+            "histogram": LatencyHistogram().encode(), "mismatches": 0, "warmup_mismatches": 0,
+            "protocol_errors": 0, "lost": 0, "idle_lost": 0,
             "connect_errors": 0, "lag_ns": [], "ports_exhausted": 0, "source_addresses": 1}
 
 
@@ -71,3 +73,16 @@ def test_a_saturated_worker_is_called_out(cpu, warned):
     result = merge(options, [{"connect_errors": 0}], [_report(cpu)], 0.01, None, [])
     assert any("may measure the client" in w for w in result.warnings) is warned
     assert result.requests_per_s == 10 and result.bytes_per_s == 640
+
+
+def test_port_exhaustion_towards_a_remote_target_keeps_the_kernel_s_source():
+    # No socket is opened: _connect_failed only decides where the next connect would come from.
+    tally = Tally()
+    requests = OneShotRequests(None, ("10.1.2.3", 80), idle.socket.AF_INET, tally, None)
+    requests._connect_failed(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"))
+    assert requests.exhausted == 0 and requests._source_address() is None and tally.connect.count == 1
+
+
+def test_a_remote_target_is_never_given_loopback_source_addresses():
+    plan = idle.SourcePlan("10.1.2.3", 1_000_000)
+    assert not plan.spread and plan.address(999_999) is None

@@ -56,8 +56,31 @@ def test_bulk_recording_lands_in_the_same_buckets_as_hdrhistogram():
         reference.record_value(min(max(value, LOWEST_NS), HIGHEST_NS))
     ours = LatencyHistogram()
     ours.record_batch(array("q", values))
-    assert list(ours.hdr.counts) == list(reference.counts)
-    assert ours.hdr.get_total_count() == reference.get_total_count() == len(values)
+    assert buckets_of(ours.to_hdr()) == buckets_of(reference)
+    assert ours.to_hdr().get_total_count() == reference.get_total_count() == len(values) == ours.count
+
+
+def buckets_of(hdr: HdrHistogram) -> list[tuple[int, int]]:
+    """(bucket's highest value, count) of every non-empty bucket, through hdrh's public iterator."""
+    return [(step.value_iterated_to, step.count_at_value_iterated_to) for step in hdr.get_recorded_iterator()]
+
+
+def test_weighted_recording_equals_recording_each_value():
+    values, weights = [1500, 70_000, 3_000_000], [3, 1, 1000]
+    weighted, each = LatencyHistogram(), LatencyHistogram()
+    weighted.record_batch(array("q", values), array("q", weights))
+    each.record_batch(array("q", [v for v, w in zip(values, weights) for _ in range(w)]))
+    assert (weighted.counts == each.counts).all()
+    assert (weighted.count, weighted.sum_ns, weighted.max_ns) == (each.count, each.sum_ns, each.max_ns)
+
+
+def test_the_spectrum_runs_from_low_percentiles_to_100():
+    histogram = LatencyHistogram()
+    histogram.record_batch(array("q", range(1000, 200_000, 7)))
+    spectrum = histogram.spectrum_us()
+    assert spectrum[0]["percentile"] < 1 and spectrum[-1]["percentile"] == 100.0
+    assert [row["value_us"] for row in spectrum] == sorted(row["value_us"] for row in spectrum)
+    assert spectrum[-1]["count"] == histogram.count
 
 
 def test_merging_encoded_worker_histograms_is_exact():
@@ -69,7 +92,7 @@ def test_merging_encoded_worker_histograms_is_exact():
         worker = LatencyHistogram()
         worker.record_batch(array("q", part))
         merged.merge_encoded(worker.encode())
-    assert list(merged.hdr.counts) == list(whole.hdr.counts)
+    assert (merged.counts == whole.counts).all()
     assert (merged.count, merged.sum_ns, merged.max_ns) == (whole.count, whole.sum_ns, whole.max_ns)
     assert merged.summary_us() == whole.summary_us()
 

@@ -17,7 +17,7 @@ from tests import support
 def test_bytes_before_the_first_request(mode):
     with support.WrongServer(greeting=b"unasked") as server:
         result = subprocess.run([sys.executable, "-m", "iomodels", "bench", f"127.0.0.1:{server.port}", "-c", "2",
-                                 "-t", "0.5", "-w", "0", "--json", *mode], capture_output=True, text=True, timeout=60)
+                                 "--duration", "0.5", "-w", "0", "--json", *mode], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "protocol error" in result.stderr
     assert json.loads(result.stdout)["errors"] == 2
