@@ -194,7 +194,7 @@ def overhead_figures(cost: dict, rows: list[dict]) -> list:
                           ["untraced", "under strace"], [cost["untraced_us_per_call"], cost["traced_us_per_call"]],
                           "µs per call (log)", log=True, suffix=" µs", colors=["#59a14f", "#e15759"])
     sleepers = [row for row in rows if row["wakeups"]]
-    fig, ax = plotting.figure("Traced, the waits still fill the silence", ylabel="ms")
+    fig, ax = plotting.figure("Traced: the silence, and how much of it the server slept", ylabel="ms")
     xs = range(len(sleepers))
     ax.bar([x - 0.2 for x in xs], [row["silence_ms"] for row in sleepers], 0.4, color="#4e79a7",
            label="the silence (accept → request)")
