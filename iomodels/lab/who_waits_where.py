@@ -50,7 +50,7 @@ def measure(ctx, record) -> None:
             continue
         drawn = figure.stored(trace)
         record.rows.append({"kind": "trace", **{key: trace.summary[key] for key in KEPT},
-                            "arrival_us": drawn["arrival_us"],
+                            "arrival_us": drawn["arrival_us"], "sent_us": drawn["sent_us"],
                             "lanes": " ".join(f"{lane}:{kind}" for lane, kind in drawn["lanes"].items())})
         for call in drawn["calls"]:
             record.rows.append({"kind": "call", "model": model, **{key: call.get(key) for key in (
@@ -117,6 +117,7 @@ def plots(record):
     for row in traces:
         lanes = dict(item.split(":") for item in row["lanes"].split())
         stored.append({"model": row["model"], "sentence": row["sentence"], "arrival_us": row["arrival_us"],
+                       "sent_us": row.get("sent_us", row["arrival_us"]),
                        "lanes": lanes, "calls": [c for c in record.rows if c["kind"] == "call"
                                                  and c["model"] == row["model"]]})
     figures = [*figure.draw(stored), figure.ticket_office(traces)]

@@ -42,6 +42,7 @@ def stored(trace: Trace) -> dict:
     client = trace.client
     return {"model": trace.model, "sentence": trace.summary["sentence"],
             "arrival_us": round((client.send_start - client.connect_start) * 1e6, 1),
+            "sent_us": round((client.sent - client.connect_start) * 1e6, 1),
             "lanes": {str(lane): kind for lane, kind in trace.lanes.items()}, "calls": runs(trace.events)}
 
 
@@ -66,7 +67,7 @@ def _one(trace: dict, left_end: float, right_end: float):
     pair[1].set_xlabel("µs from the request", fontsize=8)
     handles = [plotting.plt.Rectangle((0, 0), 1, 1, color=COLORS[p]) for p in ("wait", "copy", "other")]
     fig.legend(handles + [plotting.plt.Line2D([], [], color=ARRIVAL, lw=1.5)],
-               ["waiting for the data", "copying it in", "other calls", "request sent"],
+               ["waiting for the data", "copying it in", "other calls", "the client's send()"],
                loc="outside lower center", ncols=4, fontsize=7)
     return fig
 
@@ -91,6 +92,9 @@ def _row(pair, trace: dict, order: list[int], left_end: float, right_end: float)
                                edgecolors="white" if call.get("count", 1) > 1 else COLORS[phase], linewidth=0.6,
                                hatch="||||" if call.get("count", 1) > 1 else None)
         _label(left, right, call, y[call["lane"]], arrival, left_end, right_end)
+    # The client's send(): the request's bytes reached the server's socket somewhere inside it.
+    sending = max(trace.get("sent_us", arrival) - arrival, 0.0)
+    right.axvspan(0.0, sending, color=ARRIVAL, alpha=0.18, lw=0)
     for ax, x in ((left, arrival / 1000), (right, 0.0)):
         ax.axvline(x, color=ARRIVAL, lw=1.5)
         ax.set_ylim(-0.75, len(order) - 0.25)
@@ -190,7 +194,7 @@ def overhead_figures(cost: dict, rows: list[dict]) -> list:
                           ["untraced", "under strace"], [cost["untraced_us_per_call"], cost["traced_us_per_call"]],
                           "µs per call (log)", log=True, suffix=" µs", colors=["#59a14f", "#e15759"])
     sleepers = [row for row in rows if row["wakeups"]]
-    fig, ax = plotting.figure("Traced, the waits still fill the silence", ylabel="ms")
+    fig, ax = plotting.figure("Traced: the silence, and how much of it the server slept", ylabel="ms")
     xs = range(len(sleepers))
     ax.bar([x - 0.2 for x in xs], [row["silence_ms"] for row in sleepers], 0.4, color="#4e79a7",
            label="the silence (accept → request)")

@@ -28,7 +28,9 @@ def lane_names(trace: Trace) -> dict[int, str]:
 def render(trace: Trace, out=sys.stdout) -> None:
     s = trace.summary
     names = lane_names(trace)
-    print(f"{trace.model}: a client connects, stays silent {fmt(s['delay_ms'])} ms, sends "
+    slept_ms = trace.client.silent_s * 1000
+    overslept = f" (it slept {fmt(slept_ms)} ms: a busy machine)" if slept_ms > s["delay_ms"] * 1.1 else ""
+    print(f"{trace.model}: a client connects, stays silent {fmt(s['delay_ms'])} ms{overslept}, sends "
           f"{len(trace.client.request)} bytes, reads the reply, closes (times from its connect; "
           f"lanes: {', '.join(f'{name} = {lane}' for lane, name in names.items())})", file=out)
     arrival_us = (trace.client.send_start - trace.client.connect_start) * 1e6
