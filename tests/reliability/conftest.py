@@ -41,6 +41,14 @@ SCENARIOS = {
     14: "a bug in the core",
     15: "fuzzing",
     16: "soak",
+    17: "forking: children vs their reaper",
+    18: "SIGUSR1 bursts, SIGHUP",
+    19: "stats file on hostile ground",
+    20: "slow reader, idle timeout",
+    21: "metrics endpoint bounded",
+    22: "drain deadline resets",
+    23: "stdio and thread exhaustion",
+    24: "hostile network (fault proxy)",
 }
 
 _cells: list[dict] = []
