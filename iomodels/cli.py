@@ -48,7 +48,10 @@ def _add_serve(sub) -> None:
         "serve", help="run the uppercase-echo server with one I/O model",
         description="Serve the uppercase-echo protocol with one I/O model until SIGINT/SIGTERM. "
                     "When ready, prints 'listening on HOST:PORT (model NAME)'. "
-                    "See 'iomodels models' for the models and 'iomodels explain NAME' for one in depth.")
+                    "See 'iomodels models' for the models and 'iomodels explain NAME' for one in depth.",
+        epilog="Signals: SIGINT/SIGTERM stop accepting and drain open connections for --drain-timeout "
+               "(a second one stops at once, exit status 128+signal); SIGUSR1 rewrites --stats-file "
+               "(without one it is logged and ignored); SIGHUP is logged and ignored.")
     p.add_argument("--model", "-m", default="epoll", help="I/O model (default: epoll; see 'iomodels models')")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
     p.add_argument("--port", "-p", type=int, default=DEFAULT_PORT,

@@ -8,20 +8,26 @@
 4. run the model's `serve(listener, config, stats, stop)` (or supervise the workers) until it
    returns; write the stats file; return the exit status.
 
-On SIGINT/SIGTERM `Stop.request()` stops accepting and lets open connections drain (toolkit.py).
-SIGUSR1 rewrites the `--stats-file`.
+Signals (the handlers only take note; serving/signals.py's relay thread does the work):
+- SIGINT/SIGTERM: `Stop.request()` stops accepting and lets open connections drain (toolkit.py);
+  a second one during the drain stops at once (one log line, exit status 128 + the signal);
+- SIGUSR1: rewrites the `--stats-file` (without one: logged and ignored);
+- SIGHUP: logged and ignored (there is no configuration to reload; the server keeps serving).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 
+import psutil
+
 from iomodels import procstats
-from iomodels.serving import metrics, models, toolkit, workers
+from iomodels.serving import metrics, models, signals, toolkit, workers
 from iomodels.serving.config import ConfigError, ServerConfig
 from iomodels.serving.stats import Stats
 
@@ -54,7 +60,7 @@ def run(config: ServerConfig) -> int:
         def serve() -> int:
             model.serve(listener, config, stats, stop)
             return 0
-    handle_signals(stop, stats, config)
+    relay = handle_signals(stop, stats, config)
     if config.metrics_port is not None:
         metrics.serve_metrics(config.host, config.metrics_port, stats)
     print(READY_LINE.format(host=sockname[0], port=sockname[1], model=config.model), flush=True)
@@ -62,6 +68,7 @@ def run(config: ServerConfig) -> int:
         status = serve()
     finally:
         close()
+        relay.close()
         stop.close()
         if config.stats_file:
             write_stats_file(config.stats_file, stats, config.model)
@@ -84,19 +91,39 @@ def write_stats_file(path: str, stats: Stats, model: str) -> None:
     os.replace(tmp, path)  # readers never see half a file
 
 
-def handle_signals(stop: toolkit.Stop, stats: Stats, config: ServerConfig) -> None:
-    def on_stop(signum, frame):
-        log.info("%s: stopping (draining for up to %.1f s)", signal.Signals(signum).name, stop.drain_timeout)
-        stop.request()
+def handle_signals(stop: toolkit.Stop, stats: Stats, config: ServerConfig) -> signals.SignalRelay:
+    """The handlers only take note (serving/signals.py); the relay thread does the work."""
+    def stop_action(signum: int):
+        name = signal.Signals(signum).name
 
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGTERM, on_stop)
+        def on_stop():
+            if not stop.requested:
+                log.info("%s: stopping (draining for up to %.1f s)", name, stop.drain_timeout)
+                stop.request()
+                return
+            log.warning("%s again while draining: stopping at once, %d connections cut, exit status %d",
+                        name, stats.connections_open, 128 + signum)
+            if config.stats_file:
+                with contextlib.suppress(OSError):
+                    write_stats_file(config.stats_file, stats, config.model)
+            for child in psutil.Process().children():  # not yet reaped, so surely ours
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            os._exit(128 + signum)
+        return on_stop
 
-    def on_stats_request(signum, frame):
+    def on_stats_request():
+        if not config.stats_file:
+            log.info("SIGUSR1: no --stats-file to write the counters to; ignored")
+            return
         try:
             write_stats_file(config.stats_file, stats, config.model)
         except OSError as exc:  # e.g. EMFILE: the server is out of descriptors; it must keep serving
             log.warning("cannot write %s: %s", config.stats_file, exc.strerror)
 
-    if config.stats_file:
-        signal.signal(signal.SIGUSR1, on_stats_request)
+    return signals.SignalRelay({
+        signal.SIGINT: stop_action(signal.SIGINT),
+        signal.SIGTERM: stop_action(signal.SIGTERM),
+        signal.SIGUSR1: on_stats_request,
+        signal.SIGHUP: lambda: log.info("SIGHUP ignored: there is no configuration to reload"),
+    })

@@ -52,7 +52,8 @@ class Stop:
     def request(self) -> None:
         """Stop accepting now; close what is still open after the drain timeout. Idempotent.
 
-        Runs in signal handlers, so it only sets a flag, writes one byte and starts a timer.
+        Called from the signal relay's thread (serving/signals.py), or from a handler only in a
+        single-threaded process (a forking child): it starts the drain timer's thread.
         """
         if self.requested:
             return
