@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 
 import psutil
 
@@ -46,6 +47,8 @@ def run(config: ServerConfig) -> int:
     if config.workers > 1 and not model.MODEL.multi_worker:
         raise ConfigError(f"--workers {config.workers}: model {config.model} runs as a single process; "
                           "only event-driven models can share a port between worker processes")
+    if config.stats_file:
+        check_stats_path(config.stats_file)
     configure_logging(config.log_level)
     stats = Stats()
     stop = toolkit.Stop(config.drain_timeout)
@@ -82,13 +85,41 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
 
 
+def check_stats_path(path: str) -> None:
+    """Refuse at start-up a --stats-file that could never be written (not at the first SIGUSR1)."""
+    if os.path.isdir(path):
+        raise ConfigError(f"--stats-file {path}: is a directory")
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise ConfigError(f"--stats-file {path}: no such directory {directory}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".iomodels-probe-", dir=directory)
+    except OSError as exc:
+        raise ConfigError(f"--stats-file {path}: cannot create files in {directory}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def write_stats_file(path: str, stats: Stats, model: str) -> None:
+    """Write the counters to `path` so that readers never see half a file, even in /tmp.
+
+    The temporary is created beside the target with O_CREAT | O_EXCL | O_NOFOLLOW and a random
+    name (tempfile.mkstemp): nobody can have planted a symlink or a file there for us to follow
+    or truncate. os.replace renames it over the target (the target itself, were it a symlink, is
+    replaced, not followed). The file is left readable by its owner only (mkstemp's 0600).
+    """
     # CPU and context switches, dead threads and reaped children included.
     snapshot = {"model": model, "pid": os.getpid(), **stats.snapshot(), **procstats.own_usage()}
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(snapshot, f, indent=1)
-    os.replace(tmp, path)  # readers never see half a file
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(snapshot, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def handle_signals(stop: toolkit.Stop, stats: Stats, config: ServerConfig) -> signals.SignalRelay:
