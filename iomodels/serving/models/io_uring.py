@@ -67,7 +67,7 @@ import time
 from iomodels.serving import toolkit, uring
 from iomodels.serving.core import EchoSession
 from iomodels.serving.models import ModelInfo
-from iomodels.serving.models._sweep import Sweep
+from iomodels.serving.models._sweep import Sweep, unsent_on_fd
 
 MODEL = ModelInfo(
     name="io_uring", family="asynchronous I/O, completion-based (proactor)", section="1.4",
@@ -103,7 +103,7 @@ class _Conn:
     """
 
     __slots__ = ("p", "ring", "stats", "sock", "fd", "session", "buf", "recv_op", "send_size",
-                 "quiet_ticks", "started", "closed", "on_recv", "on_send")
+                 "quiet_ticks", "started", "unsent_mark", "closed", "on_recv", "on_send")
 
     def __init__(self, proactor: _Proactor, sock: socket.socket):
         self.p = proactor
@@ -117,6 +117,7 @@ class _Conn:
         self.send_size = 0  # bytes of the send in flight (0: none)
         self.quiet_ticks = 0
         self.started = time.monotonic()
+        self.unsent_mark = 0
         self.closed = False
         # Bound once: every operation carries one of these as its user_data (close() drops them).
         self.on_recv = self._recv_done_multishot if proactor.multishot else self._recv_done
@@ -230,7 +231,7 @@ class _Proactor:
         self.connections: set[_Conn] = set()
         self.accept_op: uring.Completion | None = None
         self.backoff = toolkit.AcceptBackoff(stats)
-        self.sweep = Sweep(config, stats)
+        self.sweep = Sweep(config, stats, unsent_on_fd)
         self.timers: list[tuple[float, int, object]] = []  # a heap of (monotonic time, seq, callable)
         self._timer_seq = itertools.count()
         self.draining = False
