@@ -80,7 +80,9 @@ def _add_serve(sub) -> None:
     p.add_argument("--recv-size", type=parse_size, default=65536, metavar="BYTES",
                    help="bytes asked of each recv (default: 64K)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
-                   help="expose the counters in Prometheus' text format on this port")
+                   help="expose the counters in Prometheus' text format on this port (0: pick one, logged)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDRESS",
+                   help="address of the metrics endpoint (default: 127.0.0.1, whatever --host is)")
     p.add_argument("--stats-file", default=None, metavar="PATH",
                    help="write the counters as JSON to PATH at exit and on SIGUSR1")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default: info")
@@ -100,6 +102,7 @@ def _serve(args) -> int:
         high_water=high, low_water=low,
         poll_interval=args.poll_interval, uring_mode=args.uring_mode or defaults.uring_mode,
         recv_size=args.recv_size, log_level=args.log_level, metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         stats_file=args.stats_file)
     return startup.run(config)
 

@@ -27,7 +27,7 @@ import tempfile
 
 import psutil
 
-from iomodels import procstats
+from iomodels import addresses, procstats
 from iomodels.serving import metrics, models, signals, toolkit, workers
 from iomodels.serving.config import ConfigError, ServerConfig
 from iomodels.serving.stats import Stats
@@ -50,8 +50,15 @@ def run(config: ServerConfig) -> int:
     if config.stats_file:
         check_stats_path(config.stats_file)
     configure_logging(config.log_level)
+    warn_if_exposed(config.host, "--host")
     stats = Stats()
     stop = toolkit.Stop(config.drain_timeout)
+    # Bound before the listener, so that a busy port is one line and exit status 2, not a crash
+    # after the ready line; served (a thread) only after any worker process has been forked.
+    endpoint = None
+    if config.metrics_port is not None:
+        warn_if_exposed(config.metrics_host, "--metrics-host")
+        endpoint = metrics.bind_metrics(config.metrics_host, config.metrics_port, stats)
     if config.workers > 1:
         pool = workers.WorkerPool(model, config, stats, stop)
         sockname, serve, close = pool.start(), pool.supervise, pool.close
@@ -64,10 +71,10 @@ def run(config: ServerConfig) -> int:
             model.serve(listener, config, stats, stop)
             return 0
     relay = handle_signals(stop, stats, config)
-    if config.metrics_port is not None:
-        metrics.serve_metrics(config.host, config.metrics_port, stats)
-    print(READY_LINE.format(host=sockname[0], port=sockname[1], model=config.model), flush=True)
     try:
+        if endpoint is not None:
+            metrics.start_metrics(endpoint)
+        announce_ready(READY_LINE.format(host=sockname[0], port=sockname[1], model=config.model))
         status = serve()
     finally:
         close()
@@ -77,6 +84,25 @@ def run(config: ServerConfig) -> int:
             write_stats_file(config.stats_file, stats, config.model)
     log.debug("stopped: %s", stats.snapshot())
     return status
+
+
+def warn_if_exposed(host: str, flag: str) -> None:
+    if not addresses.is_loopback(host):
+        log.warning("%s %s: reachable from other machines, with no authentication; "
+                    "bind 127.0.0.1 unless that is what you want", flag, host)
+
+
+def announce_ready(line: str) -> None:
+    """Print the ready line, flushed. Nobody to read it (stdout closed) is a user error: the
+    tools that start a server wait for that line, so serving unannounced would serve no one."""
+    try:
+        if sys.stdout is None:
+            raise BrokenPipeError("stdout is closed")
+        print(line, flush=True)
+    except (OSError, ValueError) as exc:  # ValueError: a closed file object
+        with contextlib.suppress(OSError):  # nothing left in the buffer to fail again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        raise ConfigError(f"cannot print the ready line on stdout ({exc}): not serving") from None
 
 
 def configure_logging(level: str) -> None:
