@@ -162,18 +162,26 @@ def admit(conn: socket.socket, config: ServerConfig, stats: Stats) -> bool:
     return True
 
 
-def release(conn: socket.socket, stats: Stats) -> None:
-    """Close an admitted connection and count it."""
+def release(conn: socket.socket, stats: Stats, reset: bool = False) -> None:
+    """Close an admitted connection and count it; `reset`: with a RST (see `abort`)."""
     stats.connections_open -= 1
     stats.connections_closed += 1
+    if reset:
+        reset_on_close(conn)
     conn.close()
 
 
 def abort(conn: socket.socket) -> None:
     """Close with a reset (SO_LINGER 0): for peers we refuse, so no TIME_WAIT piles up on our side."""
+    reset_on_close(conn)
+    conn.close()
+
+
+def reset_on_close(conn: socket.socket) -> None:
+    """Make close() send RST and drop unsent output (SO_LINGER 0): the peer learns it was cut off,
+    where a FIN would look like a reply that ended normally."""
     with contextlib.suppress(OSError):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    conn.close()
 
 
 def connection_failed(exc: BaseException, stats: Stats) -> None:
