@@ -6,7 +6,9 @@ entry point (iomodels/startup.py) and uses these pieces: `AcceptBackoff` when ac
 `start_thread` for threads that must leave the stop signals to the main thread. On SIGINT/SIGTERM,
 `Stop.request()` shuts the listener down at once (new clients are refused, a thread blocked in
 `accept` wakes with EINVAL); open connections may finish for `--drain-timeout` seconds, then
-whatever is left is closed.
+whatever is left is reset (`reset_on_close`, SO_LINGER 0: a RST), in every model alike. A FIN
+would tell a peer whose reply was cut, or whose input was read and never answered, that its reply
+had ended normally.
 
 A model waits for the stop in its own way: event loops watch `stop.fileno()` (a pipe that becomes
 readable, and stays readable, once a stop is requested); blocking models notice when their
@@ -82,8 +84,8 @@ class Stop:
         """Let the drain timer shut down `conn`, waking a thread blocked on it."""
         with self._lock:
             self._tracked.add(conn)
-        if self.requested and time.monotonic() >= self.deadline:
-            _shutdown_quietly(conn)
+        if self.past_deadline():
+            _cut(conn)
         try:
             yield conn
         finally:
@@ -94,9 +96,27 @@ class Stop:
         """Monotonic time by which a model should have let go of every connection and thread."""
         return min(self.deadline, time.monotonic() + self.drain_timeout) + 1.0
 
+    def past_deadline(self) -> bool:
+        return self.requested and time.monotonic() >= self.deadline
+
     def close_tracked(self) -> None:
+        """The drain deadline: wake the threads serving what is left, which then reset it.
+
+        shutdown(SHUT_RD) wakes a thread blocked in recv() and sends nothing. A thread blocked in
+        send() (its peer does not read) wakes only on SHUT_WR, whose FIN queues behind the output
+        the peer is not taking, so the RST of the close that follows overtakes it.
+        """
         with self._lock:
             tracked = list(self._tracked)
+        for conn in tracked:
+            _cut(conn)
+        give_up = time.monotonic() + 0.2
+        while time.monotonic() < give_up:
+            with self._lock:
+                tracked = [conn for conn in tracked if conn in self._tracked]
+            if not tracked:
+                return
+            time.sleep(0.01)
         for conn in tracked:
             _shutdown_quietly(conn)
 
@@ -108,6 +128,13 @@ class Stop:
 def _shutdown_quietly(conn: socket.socket) -> None:
     with contextlib.suppress(OSError):
         conn.shutdown(socket.SHUT_RDWR)
+
+
+def _cut(conn: socket.socket) -> None:
+    """Reset on close, and wake a thread blocked in recv() on `conn` (see Stop.close_tracked)."""
+    reset_on_close(conn)
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RD)
 
 
 class AcceptBackoff:

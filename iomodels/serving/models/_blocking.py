@@ -47,6 +47,8 @@ def serve_connection(conn: socket.socket, config: ServerConfig, stats: Stats, st
                     _set_kernel_timeout(conn, min(left, config.idle_timeout or left))
                 stats.recv_calls += 1
                 data = conn.recv(recv_size)
+                if stop.requested and stop.past_deadline():  # one attribute per request
+                    break  # cut off: the input just read goes unanswered, and the peer gets a RST
                 if not data:
                     session.receive_eof()
                     break
@@ -65,7 +67,7 @@ def serve_connection(conn: socket.socket, config: ServerConfig, stats: Stats, st
     except Exception as exc:
         toolkit.connection_failed(exc, stats)
     finally:
-        toolkit.release(conn, stats)
+        toolkit.release(conn, stats, reset=stop.past_deadline())
 
 
 def accept_forever(listener: socket.socket, config: ServerConfig, stats: Stats, stop: toolkit.Stop,

@@ -233,6 +233,10 @@ class _Hub:
         await self._until_closed(stop.deadline - time.monotonic())
         self.closing = True
         for protocol in list(self.connections):
+            # abort() drops the transport's buffer but closes with a FIN: the peer would take
+            # its cut reply for a whole one (toolkit: what is left at the deadline is reset).
+            with contextlib.suppress(AttributeError):
+                toolkit.reset_on_close(protocol.transport.get_extra_info("socket"))
             protocol.transport.abort()
         # abort() reports connection_lost on a later loop turn: let that turn happen.
         await self._until_closed(1.0)

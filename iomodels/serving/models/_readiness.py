@@ -126,7 +126,10 @@ class ReadinessLoop:
                 if self.now >= self.next_due:
                     self.chores()
         finally:
+            cut = self.stop.past_deadline()  # what is left at the drain deadline is reset
             for conn in list(self.conns.values()):
+                if cut:
+                    toolkit.reset_on_close(conn.sock)
                 self.close(conn)
             self.close_waiter()
 

@@ -287,9 +287,10 @@ class _Proactor:
             # An SQE still queued for this fd would run on whatever socket reuses the number.
             self.ring.submit()
             # shutdown() completes a pending receive (EOF) or send (EPIPE) at once; close() alone
-            # would not, the ring holding its own reference to the socket.
+            # would not, the ring holding its own reference to the socket. SHUT_WR (a FIN) only
+            # for a send in flight: its FIN queues behind the output the peer is not taking.
             with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
+                conn.sock.shutdown(socket.SHUT_RDWR if conn.send_size else socket.SHUT_RD)
         toolkit.release(conn.sock, self.stats)
         # The handlers bound in __init__ make each connection a reference cycle: without this its
         # pending output and buffer would wait for a full garbage collection (hundreds of MiB
@@ -377,7 +378,10 @@ class _Proactor:
 
         Their completions are reaped, not handled: the connections they belong to are closed.
         """
+        cut = self.stop.past_deadline()  # what is left at the drain deadline is reset
         for conn in list(self.connections):
+            if cut:
+                toolkit.reset_on_close(conn.sock)
             self.close(conn, abortive=True)
         for operation in (self.accept_op, *polls):
             if operation is not None:
