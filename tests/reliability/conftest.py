@@ -48,7 +48,12 @@ SCENARIOS = {
     21: "metrics endpoint bounded",
     22: "drain deadline resets",
     23: "stdio and thread exhaustion",
-    24: "hostile network (fault proxy)",
+    24: "proxy: latency",
+    25: "proxy: bandwidth limit",
+    26: "proxy: 1-byte segments",
+    27: "proxy: reset mid-stream",
+    28: "proxy: slow close",
+    29: "proxy: data limit",
 }
 
 _cells: list[dict] = []
