@@ -11,19 +11,20 @@ import signal
 
 import pytest
 
-from tests.reliability.helpers import read_stats, run_all
+from tests.reliability.helpers import per_model, read_stats, run_all
 
 CLIENTS, PER_CLIENT = 4, 250
 
 
-@pytest.mark.scenario(17, models=["forking"])
+@pytest.mark.scenario(17)
 @pytest.mark.timeout(180)
-def test_many_short_connections_leave_no_stale_children(serve, tmp_path):
+@pytest.mark.parametrize("model", per_model(only=["forking"], only_reason="no child process per connection"))
+def test_many_short_connections_leave_no_stale_children(serve, model, tmp_path):
     """1000 connections that each exchange one request and close at once (children exit as fast
     as they are forked), then SIGTERM. Pass: every child was counted out: `connections_open`
     ends at 0 and the server exits 0 (the fixture checks no process is left behind)."""
     stats_file = tmp_path / "stats.json"
-    server = serve("forking", "--stats-file", str(stats_file))
+    server = serve(model, "--stats-file", str(stats_file))
 
     def client():
         for _ in range(PER_CLIENT):

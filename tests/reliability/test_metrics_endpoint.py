@@ -18,6 +18,7 @@ import pytest
 
 from iomodels.serving import metrics
 from tests import support
+from tests.support import ALL_MODELS
 from tests.reliability.helpers import serves
 
 SLOW_REQUESTS = 40
@@ -35,7 +36,7 @@ def _scrape(address, timeout: float = 10.0) -> str:
         return reply.read().decode()
 
 
-@pytest.mark.scenario(21, models=["epoll"])
+@pytest.mark.scenario(21, models=ALL_MODELS)  # start-up code every model shares
 @pytest.mark.timeout(90)
 def test_half_sent_scrapes_are_bounded_in_number_and_time(serve):
     """40 connections to the endpoint that send half a request and wait, with a descriptor limit
@@ -61,7 +62,7 @@ def test_half_sent_scrapes_are_bounded_in_number_and_time(serve):
     assert serves(server)
 
 
-@pytest.mark.scenario(21, models=["epoll"])
+@pytest.mark.scenario(21, models=ALL_MODELS)  # start-up code every model shares
 @pytest.mark.timeout(60)
 def test_the_endpoint_binds_loopback_whatever_host_is(serve):
     """`--host 127.0.0.2 --metrics-port 0` (a loopback address of its own, standing for a public
@@ -77,7 +78,7 @@ def _serve_status(*flags: str) -> subprocess.CompletedProcess:
                           text=True, timeout=30)
 
 
-@pytest.mark.scenario(21, models=["epoll"])
+@pytest.mark.scenario(21, models=ALL_MODELS)  # start-up code every model shares
 @pytest.mark.timeout(60)
 def test_a_busy_or_clashing_metrics_port_is_refused_at_start_up():
     """A metrics port already in use, and one equal to --port. Pass: exit status 2, one line on

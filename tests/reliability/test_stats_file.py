@@ -7,7 +7,6 @@ the server truncate and overwrite the link's target at the next SIGUSR1 or at ex
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,10 +15,11 @@ import sys
 import pytest
 
 from tests import support
+from tests.support import ALL_MODELS
 from tests.reliability.helpers import read_stats
 
 
-@pytest.mark.scenario(19, models=["epoll"])
+@pytest.mark.scenario(19, models=ALL_MODELS)  # start-up code every model shares
 @pytest.mark.timeout(60)
 def test_a_planted_symlink_at_the_temporary_name_is_never_followed(serve, tmp_path):
     """A symlink planted at the old temporary name `PATH.tmp<PID>`, pointing at a victim file.
@@ -39,7 +39,7 @@ def test_a_planted_symlink_at_the_temporary_name_is_never_followed(serve, tmp_pa
     assert leftovers == sorted(["victim", "stats.json", f"stats.json.tmp{server.pid}"]), leftovers
 
 
-@pytest.mark.scenario(19, models=["epoll"])
+@pytest.mark.scenario(19, models=ALL_MODELS)  # start-up code every model shares
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("where", ["missing directory", "a directory"])
 def test_a_stats_path_that_cannot_be_written_is_refused_at_start_up(tmp_path, where):

@@ -12,11 +12,11 @@ import sys
 import pytest
 
 from iomodels import startup
-from tests import support
+from tests.support import ALL_MODELS
 from tests.reliability.helpers import read_stats, request_many, serves
 
 
-@pytest.mark.scenario(23, models=["epoll"])
+@pytest.mark.scenario(23, models=ALL_MODELS)  # start-up code every model shares
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("how", ["stdout closed", "reader gone"])
 def test_no_one_to_read_the_ready_line_is_one_line_and_a_failure(how):
@@ -67,7 +67,7 @@ def test_threaded_out_of_threads_logs_one_line_per_episode(serve, tmp_path):
     assert "Traceback" not in logged
 
 
-@pytest.mark.scenario(23, models=["epoll"])
+@pytest.mark.scenario(23, models=ALL_MODELS)  # start-up code every model shares
 def test_a_bind_that_is_not_loopback_is_warned_about(caplog):
     """The warning is tested without binding a public address (no packet leaves loopback)."""
     with caplog.at_level(logging.WARNING, logger="iomodels"):
