@@ -7,6 +7,13 @@ sleeps inside recv()/send() as the model says (Python's `settimeout` would switc
 non-blocking and wait in poll() instead). When the timeout expires the call fails with EAGAIN.
 Back-pressure needs no code here: while `sendall` waits for a peer that does not read, this
 thread reads nothing, so at most one reply is ever pending.
+
+At the drain deadline the toolkit's timer wakes the thread (`Stop.close_tracked`): SHUT_RD ends a
+blocked `recv()` without sending anything, and the input it may have just returned is left
+unanswered; a blocked `sendall()` wakes only on SHUT_WR, whose FIN queues behind the output the
+peer is not taking. Either way the thread then closes with SO_LINGER 0: the peer gets a RST, never
+a FIN it would take for the end of a whole reply (unless it drains the whole send buffer in the
+moment between the shutdown and the close).
 """
 
 from __future__ import annotations

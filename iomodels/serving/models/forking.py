@@ -19,6 +19,7 @@ each child grows towards the parent's size. Creation per client is the most expe
 family (the lab measures it), and the process table and memory are the limits. What it buys:
 isolation: a child that crashes takes only its own client with it (the model nginx and Apache's
 prefork keep for that reason). Counters of a child reach the parent when the child exits.
+A second SIGTERM during the drain stops the parent at once, and its children are killed with it.
 """
 
 import contextlib

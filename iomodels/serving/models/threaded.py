@@ -18,6 +18,10 @@ in tests/reliability/test_churn.py). It fails by running out: `RuntimeError: can
 thread` when the process's thread or memory limit is reached; that connection is reset (counted
 in `rejected_no_thread`, one warning per episode), the rest keep going.
 
+Creating a thread per client in the accept loop also makes it the slowest to accept under load:
+at SIGTERM the listener is shut down, and the clients still in its queue are reset by the kernel
+(every model does the same; for this one the queue is longest).
+
 Everything else (idle timeout, max connections, drain on SIGTERM) is the shared blocking code;
 the threads started are counted in `threads_started`.
 """
