@@ -3,11 +3,13 @@
 tests/faultproxy.py sits between client and server and plays toxiproxy's faults: latency, a
 bandwidth limit, 1-byte segments, a reset in the middle of a stream, a slow close, a data limit.
 Replies must stay byte-exact where the network delivers them, and where it cuts a connection
-the server must count it out and go on serving.
+the server must count it out and go on serving. One server per model serves the six faults in
+turn, so a fault that leaves it damaged shows in the checks that follow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -21,20 +23,38 @@ from tests.faultproxy import FaultProxy, Faults
 from tests.reliability.helpers import per_model, read_stats, serves
 
 
-def _server(serve, tmp_path, model):
-    stats_file = tmp_path / "stats.json"
-    server = serve(model, "--stats-file", str(stats_file))
-    server.stats_path = stats_file
-    return server
+@pytest.fixture(scope="module", params=per_model())
+def model(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def server(model, tmp_path_factory):
+    """One server per model for the six faults (pytest groups the tests by model): started once,
+    stopped by PID at the end, and checked like the `serve` fixture does (exit 0, no traceback)."""
+    reason = support.skip_reason(model)
+    if reason:
+        pytest.skip(f"{model} cannot run here: {reason}")
+    stats_file = tmp_path_factory.mktemp(f"proxy-{model}") / "stats.json"
+    running = support.start_server(model, "--stats-file", str(stats_file))
+    running.stats_path = stats_file
+    try:
+        yield running
+    finally:
+        status = running.stop(signal.SIGTERM)
+    logged = running.stderr()
+    assert status == 0, f"{model} server exited with status {status}: {logged[-2000:]}"
+    assert "Traceback" not in logged and " ERROR " not in logged, logged[-4000:]
 
 
 def _connections_drop_to_zero(server) -> bool:
     def open_now():
-        with_stats = server.stats_path
-        before = with_stats.stat().st_mtime_ns if with_stats.exists() else 0
+        path = server.stats_path
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
         os.kill(server.pid, signal.SIGUSR1)
-        support.wait_until(lambda: with_stats.exists() and with_stats.stat().st_mtime_ns != before, timeout=5)
-        return read_stats(with_stats)["connections_open"]
+        support.wait_until(path.exists, timeout=5)
+        return read_stats(path)["connections_open"]
     return support.wait_until(lambda: open_now() == 0, timeout=15, interval=0.2)
 
 
@@ -52,10 +72,8 @@ def _send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:
 
 @pytest.mark.scenario(24)
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("model", per_model())
-def test_latency(serve, tmp_path, model):
+def test_latency(server, model):
     """20 ms added to every chunk, each way; 20 requests of 1 B to 3 KB. Pass: byte-exact."""
-    server = _server(serve, tmp_path, model)
     rng = random.Random(24)
     with FaultProxy(server.address, Faults(latency=0.02)) as proxy, \
             support.connect(proxy.address, timeout=20) as sock:
@@ -66,10 +84,8 @@ def test_latency(serve, tmp_path, model):
 
 @pytest.mark.scenario(25)
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("model", per_model())
-def test_bandwidth_limit(serve, tmp_path, model):
+def test_bandwidth_limit(server, model):
     """128 KiB/s each way; 96 KiB sent while the reply is read. Pass: byte-exact."""
-    server = _server(serve, tmp_path, model)
     data = random.Random(25).randbytes(96 * 1024)
     with FaultProxy(server.address, Faults(bandwidth=128 * 1024)) as proxy, \
             support.connect(proxy.address, timeout=30) as sock:
@@ -78,10 +94,8 @@ def test_bandwidth_limit(serve, tmp_path, model):
 
 @pytest.mark.scenario(26)
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("model", per_model())
-def test_one_byte_segments(serve, tmp_path, model):
+def test_one_byte_segments(server, model):
     """Every byte its own TCP segment, each way; 3 requests of 600 B. Pass: byte-exact."""
-    server = _server(serve, tmp_path, model)
     rng = random.Random(26)
     with FaultProxy(server.address, Faults(slice_bytes=1)) as proxy, \
             support.connect(proxy.address, timeout=30) as sock:
@@ -92,11 +106,9 @@ def test_one_byte_segments(serve, tmp_path, model):
 
 @pytest.mark.scenario(27)
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("model", per_model())
-def test_reset_mid_stream(serve, tmp_path, model):
+def test_reset_mid_stream(server, model):
     """A 512 KiB upload reset by the network after 64 KiB, both ways. Pass: the client sees the
     cut (a reset or a short reply), the server counts the connection out and keeps serving."""
-    server = _server(serve, tmp_path, model)
     data = b"reset me " * (512 * 1024 // 9)
     with FaultProxy(server.address, Faults(reset_after=64 * 1024)) as proxy:
         with support.connect(proxy.address, timeout=30) as sock:
@@ -112,11 +124,9 @@ def test_reset_mid_stream(serve, tmp_path, model):
 
 @pytest.mark.scenario(28)
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("model", per_model())
-def test_slow_close(serve, tmp_path, model):
+def test_slow_close(server, model):
     """Each end of stream passed on 0.3 s late; the client half-closes after a 10 KB request.
     Pass: the whole reply, then EOF."""
-    server = _server(serve, tmp_path, model)
     data = random.Random(28).randbytes(10_000)
     with FaultProxy(server.address, Faults(slow_close=0.3)) as proxy, \
             support.connect(proxy.address, timeout=30) as sock:
@@ -127,12 +137,10 @@ def test_slow_close(serve, tmp_path, model):
 
 @pytest.mark.scenario(29)
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("model", per_model())
-def test_data_limit(serve, tmp_path, model):
+def test_data_limit(server, model):
     """The network closes both legs after 10,000 bytes downstream of a 64 KiB exchange. Pass:
     the client gets exactly that prefix of the reply, then EOF; the server counts the connection
     out and keeps serving."""
-    server = _server(serve, tmp_path, model)
     data = random.Random(29).randbytes(64 * 1024)
     with FaultProxy(server.address, Faults(limit=10_000)) as proxy, \
             support.connect(proxy.address, timeout=30) as sock:
