@@ -161,3 +161,9 @@ def start_metrics(server: MetricsServer) -> threading.Thread:
     host, port = server.server_address[:2]
     toolkit.log.info("metrics on http://%s:%d/metrics", host, port)
     return toolkit.start_thread(server.serve_forever, name="metrics")
+
+
+def serve_metrics(host: str, port: int, stats: Stats) -> tuple[MetricsServer, threading.Thread]:
+    """Bind and serve at once; return (http server, thread)."""
+    server = bind_metrics(host, port, stats)
+    return server, start_metrics(server)
