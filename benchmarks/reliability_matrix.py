@@ -24,6 +24,24 @@ ROOT = Path(__file__).resolve().parent.parent
 # Worst first: a cell shows the worst outcome of the tests behind it.
 RANK = {"failed": 0, "passed": 1, "skipped": 2, "not applicable": 3}
 CELL = {"failed": "**FAIL**", "passed": "pass", "skipped": "skipped", "not applicable": "n/a"}
+# What the scenarios show that is a model's (or TCP's) nature rather than a bug; the models' essays
+# (`iomodels explain NAME`) say the same.
+BY_NATURE = [
+    "- **10, 22. SIGTERM**: the listener is shut down at once, so clients still in its accept queue "
+    "are reset by the kernel; under load that is many for `threaded`, which creates a thread per "
+    "client in its accept loop and so accepts slowest.",
+    "- **22. drain deadline**: what is left is reset (SO_LINGER 0) in every model. A thread of the "
+    "blocking family blocked in `send()` wakes only on `shutdown(SHUT_WR)`, whose FIN queues behind "
+    "the output its peer is not taking; the RST of the close that follows overtakes it unless the "
+    "peer drains the whole send buffer in between.",
+    "- **20. slow reader**: output draining is sampled (SIOCOUTQ plus what the model holds) at the "
+    "start of a quiet stretch and at the timeout: a peer that reads nothing is closed on time, one "
+    "that stops reading within two timeouts of its last read.",
+    "- **18. second SIGTERM**: stops at once (exit status 128 + signal); forking's children and "
+    "`--workers` processes are killed with it, their clients reset.",
+    "- **17. forking**: a child's counters reach the parent when it exits; `connections_open` counts "
+    "a connection until its child is reaped.",
+]
 
 
 def run_suite(pytest_args: list[str], results: Path) -> int:
@@ -87,6 +105,8 @@ def render(data: dict) -> str:
                 measured.append(f"`{model}` " + ", ".join(f"{k}={v}" for k, v in props.items()))
         if measured:
             lines.append(f"- **{number}. {title}**: " + "; ".join(measured))
+
+    lines += ["", "## By nature", "", *BY_NATURE]
 
     failures = [c for c in data["cells"] if c["outcome"] == "failed"]
     lines += ["", "## Failures", ""]

@@ -49,7 +49,10 @@ def _add_serve(sub) -> None:
         "serve", help="run the uppercase-echo server with one I/O model",
         description="Serve the uppercase-echo protocol with one I/O model until SIGINT/SIGTERM. "
                     "When ready, prints 'listening on HOST:PORT (model NAME)'. "
-                    "See 'iomodels models' for the models and 'iomodels explain NAME' for one in depth.")
+                    "See 'iomodels models' for the models and 'iomodels explain NAME' for one in depth.",
+        epilog="Signals: SIGINT/SIGTERM stop accepting and drain open connections for --drain-timeout "
+               "(a second one stops at once, exit status 128+signal); SIGUSR1 rewrites --stats-file "
+               "(without one it is logged and ignored); SIGHUP is logged and ignored.")
     p.add_argument("--model", "-m", default="epoll", help="I/O model (default: epoll; see 'iomodels models')")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
     p.add_argument("--port", "-p", type=int, default=DEFAULT_PORT,
@@ -83,7 +86,9 @@ def _add_serve(sub) -> None:
     p.add_argument("--recv-size", type=parse_size, default=None, metavar="BYTES",
                    help="bytes asked of each recv; not uvloop, which reads into libuv's buffer (default: 64K)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
-                   help="expose the counters in Prometheus' text format on this port")
+                   help="expose the counters in Prometheus' text format on this port (0: pick one, logged)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDRESS",
+                   help="address of the metrics endpoint (default: 127.0.0.1, whatever --host is)")
     p.add_argument("--stats-file", default=None, metavar="PATH",
                    help="write the counters as JSON to PATH at exit and on SIGUSR1")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default: info")
@@ -103,7 +108,7 @@ def _serve(args) -> int:
         workers=args.workers, max_connections=args.max_connections, idle_timeout=args.idle_timeout,
         max_connection_age=args.max_connection_age, drain_timeout=args.drain_timeout,
         high_water=high, low_water=low, log_level=args.log_level, metrics_port=args.metrics_port,
-        stats_file=args.stats_file, **given)
+        metrics_host=args.metrics_host, stats_file=args.stats_file, **given)
     for option in models.ignored_options(config.model, given):
         flag = "--" + option.replace("_", "-")
         print(f"iomodels serve: warning: {flag} does not apply to model {config.model} "

@@ -53,14 +53,17 @@ class ServerConfig:
     recv_size: int = 65536
     log_level: str = "info"
     metrics_port: int | None = None
+    # The metrics endpoint binds loopback whatever `host` is: exposing it takes a flag of its own.
+    metrics_host: str = "127.0.0.1"
     stats_file: str | None = None
 
     def __post_init__(self) -> None:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            if self.host != "localhost":
-                raise ConfigError(f"--host must be an IP address or localhost, not {self.host!r}") from None
+        for flag, host in (("--host", self.host), ("--metrics-host", self.metrics_host)):
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                if host != "localhost":
+                    raise ConfigError(f"{flag} must be an IP address or localhost, not {host!r}") from None
         _check_range("--port", self.port, 0, 65535)
         _check_range("--backlog", self.backlog, 1, 65535)
         _check_range("--threads", self.threads, 1, 10_000)
@@ -91,6 +94,8 @@ class ServerConfig:
             raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         if self.metrics_port is not None:
             _check_range("--metrics-port", self.metrics_port, 0, 65535)
+            if self.metrics_port and self.metrics_port == self.port:
+                raise ConfigError(f"--metrics-port {self.metrics_port} is the port of --port: choose another")
 
     def replace(self, **changes) -> "ServerConfig":
         return dataclasses.replace(self, **changes)

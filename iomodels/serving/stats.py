@@ -21,6 +21,7 @@ COUNTERS = {
     "accept_backoffs": "times accepting was paused because a resource ran out (EMFILE...)",
     "rejected_max_connections": "connections closed at once because --max-connections was reached",
     "rejected_fd_too_high": "connections refused because their fd does not fit select() (>= FD_SETSIZE)",
+    "rejected_no_thread": "connections reset because no thread could be started for them (threaded)",
     "connections_closed": "connections closed, for any reason",
     "idle_closed": "connections closed by --idle-timeout",
     "aged_closed": "connections closed by --max-connection-age",

@@ -7,7 +7,9 @@ session factory from the process entry point (iomodels/startup.py) and uses thes
 `start_thread` for threads that must leave the stop signals to the main thread. On SIGINT/SIGTERM,
 `Stop.request()` shuts the listener down at once (new clients are refused, a thread blocked in
 `accept` wakes with EINVAL); open connections may finish for `--drain-timeout` seconds, then
-whatever is left is closed.
+whatever is left is reset (`reset_on_close`, SO_LINGER 0: a RST), in every model alike. A FIN
+would tell a peer whose reply was cut, or whose input was read and never answered, that its reply
+had ended normally.
 
 A model waits for the stop in its own way: event loops watch `stop.fileno()` (a pipe that becomes
 readable, and stays readable, once a stop is requested); blocking models notice when their
@@ -59,7 +61,8 @@ class Stop:
     def request(self) -> None:
         """Stop accepting now; close what is still open after the drain timeout. Idempotent.
 
-        Runs in signal handlers, so it only sets a flag, writes one byte and starts a timer.
+        Called from the signal relay's thread (serving/signals.py), or from a handler only in a
+        single-threaded process (a forking child): it starts the drain timer's thread.
         """
         if self.requested:
             return
@@ -89,8 +92,8 @@ class Stop:
         """Let the drain timer shut down `conn`, waking a thread blocked on it."""
         with self._lock:
             self._tracked.add(conn)
-        if self.requested and time.monotonic() >= self.deadline:
-            _shutdown_quietly(conn)
+        if self.past_deadline():
+            _cut(conn)
         try:
             yield conn
         finally:
@@ -101,9 +104,27 @@ class Stop:
         """Monotonic time by which a model should have let go of every connection and thread."""
         return min(self.deadline, time.monotonic() + self.drain_timeout) + 1.0
 
+    def past_deadline(self) -> bool:
+        return self.requested and time.monotonic() >= self.deadline
+
     def close_tracked(self) -> None:
+        """The drain deadline: wake the threads serving what is left, which then reset it.
+
+        shutdown(SHUT_RD) wakes a thread blocked in recv() and sends nothing. A thread blocked in
+        send() (its peer does not read) wakes only on SHUT_WR, whose FIN queues behind the output
+        the peer is not taking, so the RST of the close that follows overtakes it.
+        """
         with self._lock:
             tracked = list(self._tracked)
+        for conn in tracked:
+            _cut(conn)
+        give_up = time.monotonic() + 0.2
+        while time.monotonic() < give_up:
+            with self._lock:
+                tracked = [conn for conn in tracked if conn in self._tracked]
+            if not tracked:
+                return
+            time.sleep(0.01)
         for conn in tracked:
             _shutdown_quietly(conn)
 
@@ -121,6 +142,13 @@ def seconds_until(deadline: float) -> float | None:
 def _shutdown_quietly(conn: socket.socket) -> None:
     with contextlib.suppress(OSError):
         conn.shutdown(socket.SHUT_RDWR)
+
+
+def _cut(conn: socket.socket) -> None:
+    """Reset on close, and wake a thread blocked in recv() on `conn` (see Stop.close_tracked)."""
+    reset_on_close(conn)
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RD)
 
 
 class AcceptBackoff:
@@ -213,18 +241,26 @@ def admit(conn: socket.socket, config: ServerConfig, stats: Stats) -> bool:
     return True
 
 
-def release(conn: socket.socket, stats: Stats) -> None:
-    """Close an admitted connection and count it."""
+def release(conn: socket.socket, stats: Stats, reset: bool = False) -> None:
+    """Close an admitted connection and count it; `reset`: with a RST (see `abort`)."""
     stats.connections_open -= 1
     stats.connections_closed += 1
+    if reset:
+        reset_on_close(conn)
     conn.close()
 
 
 def abort(conn: socket.socket) -> None:
     """Close with a reset (SO_LINGER 0): for peers we refuse, so no TIME_WAIT piles up on our side."""
+    reset_on_close(conn)
+    conn.close()
+
+
+def reset_on_close(conn: socket.socket) -> None:
+    """Make close() send RST and drop unsent output (SO_LINGER 0): the peer learns it was cut off,
+    where a FIN would look like a reply that ended normally."""
     with contextlib.suppress(OSError):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    conn.close()
 
 
 def connection_failed(exc: BaseException, stats: Stats) -> None:

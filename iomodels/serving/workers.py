@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 
-from iomodels.serving import toolkit
+from iomodels.serving import signals, toolkit
 from iomodels.serving.config import ConfigError, ServerConfig
 from iomodels.serving.stats import SharedCounters, Stats
 
@@ -105,9 +105,12 @@ def _run_worker(model, config: ServerConfig, slot: int, counters: SharedCounters
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     stats = Stats()
     stop = toolkit.Stop(config.drain_timeout)
+    # The supervisor's handlers and relay are not this process's: its own relay does the stop.
+    for signum in (signal.SIGUSR1, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda signum, frame: stop.request())
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signum, signal.SIG_DFL)
+    relay = signals.SignalRelay({signal.SIGINT: stop.request, signal.SIGTERM: stop.request})
     listener = toolkit.open_listener(config)
     stop.watch_listener(listener)
     finished = threading.Event()
@@ -124,6 +127,7 @@ def _run_worker(model, config: ServerConfig, slot: int, counters: SharedCounters
         finished.set()
         counters.store(stats, slot)
         listener.close()
+        relay.close()
     return 0
 
 

@@ -41,6 +41,19 @@ SCENARIOS = {
     14: "a bug in the core",
     15: "fuzzing",
     16: "soak",
+    17: "forking: children vs their reaper",
+    18: "SIGUSR1 bursts, SIGHUP",
+    19: "stats file on hostile ground",
+    20: "slow reader, idle timeout",
+    21: "metrics endpoint bounded",
+    22: "drain deadline resets",
+    23: "stdio and thread exhaustion",
+    24: "proxy: latency",
+    25: "proxy: bandwidth limit",
+    26: "proxy: 1-byte segments",
+    27: "proxy: reset mid-stream",
+    28: "proxy: slow close",
+    29: "proxy: data limit",
 }
 
 _cells: list[dict] = []

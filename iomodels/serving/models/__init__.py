@@ -2,7 +2,8 @@
 
 A model module exports:
 - `MODEL = ModelInfo(...)`: its name on the command line, family, what it waits in, its cost;
-- `serve(listener, config, stats, stop)`: serve until `stop` is requested and connections drained;
+- `serve(listener, config, stats, stop, new_session)`: serve until `stop` is requested and connections
+  drained, with a session from `new_session()` for each connection;
 - optionally `unavailable_reason() -> str | None`: why it cannot run on this machine, if so.
 The module's docstring is its essay, printed by `iomodels explain NAME`.
 Modules whose names start with `_` are helpers shared by several models, not models.

@@ -7,6 +7,13 @@ sleeps inside recv()/send() as the model says (Python's `settimeout` would switc
 non-blocking and wait in poll() instead). When the timeout expires the call fails with EAGAIN.
 Back-pressure needs no code here: while `sendall` waits for a peer that does not read, this
 thread reads nothing, so at most one reply is ever pending.
+
+At the drain deadline the toolkit's timer wakes the thread (`Stop.close_tracked`): SHUT_RD ends a
+blocked `recv()` without sending anything, and the input it may have just returned is left
+unanswered; a blocked `sendall()` wakes only on SHUT_WR, whose FIN queues behind the output the
+peer is not taking. Either way the thread then closes with SO_LINGER 0: the peer gets a RST, never
+a FIN it would take for the end of a whole reply (unless it drains the whole send buffer in the
+moment between the shutdown and the close).
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ def serve_connection(conn: socket.socket, session: EchoSession, config: ServerCo
                     _set_kernel_timeout(conn, min(left, config.idle_timeout or left))
                 stats.recv_calls += 1
                 data = conn.recv(recv_size)
+                if stop.requested and stop.past_deadline():  # one attribute per request
+                    break  # cut off: the input just read goes unanswered, and the peer gets a RST
                 if not data:
                     session.receive_eof()
                     break
@@ -65,7 +74,7 @@ def serve_connection(conn: socket.socket, session: EchoSession, config: ServerCo
     except Exception as exc:
         toolkit.connection_failed(exc, stats)
     finally:
-        toolkit.release(conn, stats)
+        toolkit.release(conn, stats, reset=stop.past_deadline())
 
 
 def accept_forever(listener: socket.socket, config: ServerConfig, stats: Stats, stop: toolkit.Stop,

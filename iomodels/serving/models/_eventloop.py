@@ -42,7 +42,7 @@ from collections.abc import Callable
 from iomodels.serving import toolkit
 from iomodels.serving.config import ServerConfig
 from iomodels.serving.core import EchoSession
-from iomodels.serving.models._sweep import Sweep
+from iomodels.serving.models._sweep import Sweep, kernel_unsent
 from iomodels.serving.stats import Stats
 
 # Accepts per wake-up of the listener: a burst of connections cannot starve open ones.
@@ -52,7 +52,7 @@ ACCEPT_BURST = 64
 class EchoProtocol(asyncio.Protocol):
     """One connection. Every callback is an event the loop dispatched (counted in `events`)."""
 
-    __slots__ = ("hub", "stats", "transport", "session", "quiet_ticks", "started")
+    __slots__ = ("hub", "stats", "transport", "session", "quiet_ticks", "started", "unsent_mark")
 
     def __init__(self, hub: _Hub):
         self.hub = hub
@@ -61,6 +61,7 @@ class EchoProtocol(asyncio.Protocol):
         self.session = hub.new_session()
         self.quiet_ticks = 0
         self.started = time.monotonic()
+        self.unsent_mark = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.stats.events += 1
@@ -107,6 +108,12 @@ class EchoProtocol(asyncio.Protocol):
             toolkit.connection_failed(exc, self.stats)
 
 
+def _unsent(protocol: EchoProtocol) -> int:
+    """Output on its way to the peer: the transport's buffer and the kernel's send queue."""
+    transport = protocol.transport
+    return kernel_unsent(transport.get_extra_info("socket").fileno()) + transport.get_write_buffer_size()
+
+
 class _Hub:
     """One serve() call: accepting, the open connections, idle sweeps, the drain."""
 
@@ -128,7 +135,7 @@ class _Hub:
         self.closing = False
         self.acceptor = toolkit.Acceptor(listener, stats, stop)
         self._resume_accepting: asyncio.TimerHandle | None = None
-        self.sweep = Sweep(config, stats)
+        self.sweep = Sweep(config, stats, _unsent)
 
     def start_accepting(self) -> None:
         self._resume_accepting = None
@@ -221,6 +228,10 @@ class _Hub:
         await self._until_closed(toolkit.seconds_until(stop.deadline))
         self.closing = True
         for protocol in list(self.connections):
+            # abort() drops the transport's buffer but closes with a FIN: the peer would take
+            # its cut reply for a whole one (toolkit: what is left at the deadline is reset).
+            with contextlib.suppress(AttributeError):
+                toolkit.reset_on_close(protocol.transport.get_extra_info("socket"))
             protocol.transport.abort()
         # abort() reports connection_lost on a later loop turn: let that turn happen.
         await self._until_closed(1.0)

@@ -30,7 +30,7 @@ import time
 
 from iomodels.serving import errnos, toolkit
 from iomodels.serving.core import EchoSession
-from iomodels.serving.models._sweep import Sweep
+from iomodels.serving.models._sweep import Sweep, unsent_on_fd
 
 log = logging.getLogger("iomodels")
 
@@ -38,7 +38,7 @@ INFINITY = float("inf")
 
 
 class Connection:
-    __slots__ = ("sock", "fd", "session", "mask", "quiet_ticks", "started")
+    __slots__ = ("sock", "fd", "session", "mask", "quiet_ticks", "started", "unsent_mark")
 
     def __init__(self, sock, fd: int, session: EchoSession, mask: int, now: float):
         self.sock = sock
@@ -46,6 +46,7 @@ class Connection:
         self.session = session
         self.mask = mask  # what the model was last told to watch for, in its own bits
         self.quiet_ticks = 0  # sweeps since data last arrived (see _sweep.py)
+        self.unsent_mark = 0
         self.started = now
 
 
@@ -82,7 +83,7 @@ class ReadinessLoop(abc.ABC):
         self.draining = False
         self.done = False
         self.accept_resume_at = 0.0
-        self.sweeper = Sweep(config, stats)
+        self.sweeper = Sweep(config, stats, unsent_on_fd)
         self.sweep_at = INFINITY  # no sweeps while there is no connection to sweep
         # Wake up for chores (sweeps, resuming accepts, the end of the drain) no earlier than this.
         self.next_due = INFINITY
@@ -133,7 +134,10 @@ class ReadinessLoop(abc.ABC):
                 if self.now >= self.next_due:
                     self.chores()
         finally:
+            cut = self.stop.past_deadline()  # what is left at the drain deadline is reset
             for conn in list(self.conns.values()):
+                if cut:
+                    toolkit.reset_on_close(conn.sock)
                 self.close(conn)
             self.close_waiter()
 

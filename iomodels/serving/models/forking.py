@@ -6,7 +6,10 @@ when the client leaves. Both phases of input block, in the child.
 
 What wakes whom: the kernel wakes the child whose socket is readable; the parent is woken by new
 connections and by SIGCHLD, on which it reaps finished children (`waitpid(..., WNOHANG)`), so no
-zombies pile up. Each child asks the kernel to send it SIGTERM if the parent dies
+zombies pile up. SIGCHLD is held from `fork()` until the new PID is in the parent's set of
+children, and the handler counts out only PIDs of that set: a child that exits at once is still counted
+out, and no PID is ever kept (and signalled at shutdown) after the kernel may have reused it. Each
+child asks the kernel to send it SIGTERM if the parent dies
 (`PR_SET_PDEATHSIG`), and the parent forwards SIGTERM to its children when it stops, then waits
 for them: no child outlives the server.
 
@@ -18,6 +21,7 @@ isolation: a child that crashes takes only its own client with it (the model ngi
 prefork keep for that reason). Counters of a child reach the parent when the child exits.
 How it fails: out of processes or memory, `fork()` fails (EAGAIN, ENOMEM); that client's
 connection is closed and counted, and the clients already served keep their children.
+A second SIGTERM during the drain stops the parent at once, and its children are killed with it.
 """
 
 import contextlib
@@ -44,6 +48,9 @@ def serve(listener, config, stats, stop, new_session):
     stats.children = SharedCounters()
 
     def reap(signum=None, frame=None):
+        # fork_child registers every PID before a SIGCHLD can be handled, so each child reaped
+        # here is in `children`; one reaped is forgotten at once, so it is never signalled at
+        # shutdown after the kernel may have given its PID to another process.
         while children:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -51,21 +58,28 @@ def serve(listener, config, stats, stop, new_session):
                 return
             if pid == 0:
                 return
-            children.discard(pid)
-            stats.connections_open -= 1
+            if pid in children:  # not ours to count otherwise (a nested run of this handler)
+                children.discard(pid)
+                stats.connections_open -= 1
 
     def fork_child(conn):
+        # SIGCHLD is held from fork() until the PID is in `children`: otherwise the handler could
+        # run in between, miss a child that had already exited, and the PID stay in the set.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         try:
             pid = os.fork()
         except OSError as exc:  # EAGAIN/ENOMEM: out of processes or memory
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             toolkit.connection_failed(exc, stats)
             toolkit.release(conn, stats)
             return
         if pid == 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             listener.close()
             _run_child(conn, new_session(), config, stats.children, os.getppid())
         stats.processes_started += 1
         children.add(pid)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a SIGCHLD held meanwhile arrives now
         conn.close()  # the child has its own copy
 
     parent_pid = os.getpid()

@@ -68,7 +68,7 @@ import time
 from iomodels.serving import toolkit, uring
 from iomodels.serving.core import EchoSession
 from iomodels.serving.models import ModelInfo
-from iomodels.serving.models._sweep import Sweep
+from iomodels.serving.models._sweep import Sweep, unsent_on_fd
 
 MODEL = ModelInfo(
     kind="completion",
@@ -106,7 +106,7 @@ class _Conn:
     """
 
     __slots__ = ("p", "ring", "stats", "sock", "fd", "session", "buf", "recv_op", "send_size",
-                 "quiet_ticks", "started", "closed", "on_recv", "on_send")
+                 "quiet_ticks", "started", "unsent_mark", "closed", "on_recv", "on_send")
 
     def __init__(self, proactor: _Proactor, sock: socket.socket):
         self.p = proactor
@@ -120,6 +120,7 @@ class _Conn:
         self.send_size = 0  # bytes of the send in flight (0: none)
         self.quiet_ticks = 0
         self.started = time.monotonic()
+        self.unsent_mark = 0
         self.closed = False
         # Bound once: every operation carries one of these as its user_data (close() drops them).
         self.on_recv = self._recv_done_multishot if proactor.multishot else self._recv_done
@@ -234,7 +235,7 @@ class _Proactor:
         self.connections: set[_Conn] = set()
         self.accept_op: uring.Completion | None = None
         self.backoff = toolkit.AcceptBackoff(stats)
-        self.sweep = Sweep(config, stats)
+        self.sweep = Sweep(config, stats, unsent_on_fd)
         self.timers: list[tuple[float, int, object]] = []  # a heap of (monotonic time, seq, callable)
         self._timer_seq = itertools.count()
         self.draining = False
@@ -290,9 +291,10 @@ class _Proactor:
             # An SQE still queued for this fd would run on whatever socket reuses the number.
             self.ring.submit()
             # shutdown() completes a pending receive (EOF) or send (EPIPE) at once; close() alone
-            # would not, the ring holding its own reference to the socket.
+            # would not, the ring holding its own reference to the socket. SHUT_WR (a FIN) only
+            # for a send in flight: its FIN queues behind the output the peer is not taking.
             with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
+                conn.sock.shutdown(socket.SHUT_RDWR if conn.send_size else socket.SHUT_RD)
         toolkit.release(conn.sock, self.stats)
         # The handlers bound in __init__ make each connection a reference cycle: without this its
         # pending output and buffer would wait for a full garbage collection (hundreds of MiB
@@ -384,7 +386,10 @@ class _Proactor:
 
         Their completions are reaped, not handled: the connections they belong to are closed.
         """
+        cut = self.stop.past_deadline()  # what is left at the drain deadline is reset
         for conn in list(self.connections):
+            if cut:
+                toolkit.reset_on_close(conn.sock)
             self.close(conn, abortive=True)
         for operation in (self.accept_op, *polls):
             if operation is not None:

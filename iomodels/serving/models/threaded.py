@@ -15,8 +15,12 @@ answers that). glibc also gives busy threads malloc arenas of their own (up to 8
 after bursts of many concurrent clients the heap stays fragmented across them: a few MiB more,
 levelling off after some rounds (`MALLOC_ARENA_MAX=1` or `2` trades that for contention; measured
 in tests/reliability/test_churn.py). It fails by running out: `RuntimeError: can't start new
-thread` when the process's thread or memory limit is reached; that connection is closed and
-logged, the rest keep going.
+thread` when the process's thread or memory limit is reached; that connection is reset (counted
+in `rejected_no_thread`, one warning per episode), the rest keep going.
+
+Creating a thread per client in the accept loop also makes it the slowest to accept under load:
+at SIGTERM the listener is shut down, and the clients still in its queue are reset by the kernel
+(every model does the same; for this one the queue is longest).
 
 Everything else (idle timeout, max connections, drain on SIGTERM) is the shared blocking code;
 the threads started are counted in `threads_started`.
@@ -39,14 +43,26 @@ CONNECTION_THREAD = "iomodels-connection"
 
 
 def serve(listener, config, stats, stop, new_session):
+    refused_in_episode = 0
+
     def start(conn):
-        stats.threads_started += 1
+        nonlocal refused_in_episode
         try:
             toolkit.start_thread(serve_connection, conn, new_session(), config, stats, stop,
                                  name=CONNECTION_THREAD)
         except RuntimeError as exc:  # can't start new thread: out of threads or memory
-            toolkit.connection_failed(exc, stats)
-            toolkit.release(conn, stats)
+            # Like EMFILE on accept: one line per episode, not a traceback per refused client.
+            if not refused_in_episode:
+                toolkit.log.warning("threaded: %s; resetting new connections until threads free up", exc)
+            refused_in_episode += 1
+            stats.rejected_no_thread += 1
+            toolkit.release(conn, stats, reset=True)
+            return
+        stats.threads_started += 1
+        if refused_in_episode:
+            toolkit.log.info("threaded: starting threads again after resetting %d connections",
+                             refused_in_episode)
+            refused_in_episode = 0
 
     listener.setblocking(True)
     accept_forever(listener, config, stats, stop, start)
