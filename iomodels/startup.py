@@ -156,7 +156,7 @@ def handle_signals(stop: toolkit.Stop, stats: Stats, config: ServerConfig) -> si
                 stop.request()
                 return
             log.warning("%s again while draining: stopping at once, %d connections cut, exit status %d",
-                        name, stats.connections_open, 128 + signum)
+                        name, stats.snapshot()["connections_open"], 128 + signum)
             if config.stats_file:
                 with contextlib.suppress(OSError):
                     write_stats_file(config.stats_file, stats, config.model)

@@ -17,8 +17,8 @@ import pytest
 from tests import support
 from tests.reliability.helpers import per_model
 
-IDLE = 0.5
-DURATION = 2.5  # five idle timeouts
+IDLE = 1.0
+DURATION = 3.0  # three idle timeouts
 READ_STEP, READ_EVERY = 4096, 0.125  # 32 KiB/s: draining high-water to low-water takes 1.5 s
 
 
@@ -26,8 +26,8 @@ READ_STEP, READ_EVERY = 4096, 0.125  # 32 KiB/s: draining high-water to low-wate
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("model", per_model())
 def test_a_client_uploading_while_reading_slowly_is_not_cut(serve, model):
-    """`--idle-timeout 0.5 --high-water 64K --low-water 16K`; a client with an 8 KiB receive
-    buffer uploads as fast as the server takes it and reads 4 KiB every 1/8 s, for 2.5 s (each
+    """`--idle-timeout 1 --high-water 64K --low-water 16K`; a client with an 8 KiB receive
+    buffer uploads as fast as the server takes it and reads 4 KiB every 1/8 s, for 3 s (each
     back-pressure pause lasts longer than the idle timeout). Pass: then it stops, half-closes,
     and reads every reply byte-exact up to EOF: no reset."""
     server = serve(model, "--idle-timeout", str(IDLE), "--high-water", "64K", "--low-water", "16K")
