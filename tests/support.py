@@ -212,47 +212,6 @@ def raise_own_fd_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
 
 
-class WrongServer:
-    """A loopback server that gets the protocol wrong on purpose, for tests of clients: it sends
-    `greeting` on accept, then answers each chunk received with `answer(chunk)` (instead of
-    chunk.upper()), one byte every `byte_delay` seconds if that is set (a trickle)."""
-
-    def __init__(self, answer=bytes.upper, greeting: bytes = b"", byte_delay: float = 0.0):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.address = ("127.0.0.1", self.port)
-        self.answer, self.greeting, self.byte_delay = answer, greeting, byte_delay
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn):
-        with conn, contextlib.suppress(OSError):
-            conn.sendall(self.greeting)
-            while data := conn.recv(65536):
-                reply = self.answer(data)
-                if not self.byte_delay:
-                    conn.sendall(reply)
-                for i in range(len(reply) if self.byte_delay else 0):
-                    time.sleep(self.byte_delay)
-                    conn.sendall(reply[i:i + 1])
-
-    def close(self):
-        self.listener.close()
-
-    def __enter__(self) -> "WrongServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 def interrupt(process: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
     """Ctrl-C a child (SIGINT) and collect its output; killed if it does not end within `timeout`."""
     try:

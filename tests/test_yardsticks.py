@@ -12,6 +12,7 @@ import pytest
 
 from iomodels.launcher import ServerProcess
 from tests import support
+from tests.faulty import FaultyServer
 
 SOURCE = Path(__file__).resolve().parent.parent / "benchmarks" / "c"
 
@@ -92,7 +93,7 @@ def test_loadgen_against_a_python_model(yardsticks, serve):
     (lambda data: data.upper() + b"!", "protocol_errors"),  # a byte nobody asked for
 ])
 def test_loadgen_catches_a_wrong_server(yardsticks, answer, counter):
-    server = support.WrongServer(answer)
+    server = FaultyServer(answer)
     try:
         status, result = loadgen(yardsticks, server.port, "-c", "1", "-s", "64", "-t", "0.3", "-w", "0")
     finally:

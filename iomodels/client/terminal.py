@@ -128,7 +128,9 @@ class _ServerWatch:
                 waiting, failure = None, exc
             if not self.armed.is_set():
                 continue  # a request went out meanwhile: what arrived is its reply, not ours to judge
-            if waiting is None:
+            if waiting is None and isinstance(failure, ConnectionResetError):
+                self.problem = ConnectionResetError("the server reset the connection (while waiting for input)")
+            elif waiting is None:
                 self.problem = ConnectionResetError(f"while waiting for input: {failure.strerror or failure}")
             elif not waiting:
                 self.problem = ConnectionResetError("the server closed the connection (while waiting for input)")

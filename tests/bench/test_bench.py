@@ -15,7 +15,7 @@ import pytest
 
 from iomodels import bench
 from tests import support
-from tests.bench.faulty import FaultyServer, no_uppercase, one_byte_too_many, unicode_uppercase
+from tests.faulty import FaultyServer, no_uppercase, one_byte_too_many, unicode_uppercase
 
 SHORT = {"duration": 0.6, "warmup": 0.2}
 JSON_FIELDS = {"requests", "requests_per_s", "bytes_per_s", "latency_us", "errors", "mismatches", "connections",

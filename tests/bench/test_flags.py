@@ -21,7 +21,7 @@ from iomodels.bench.histogram import DIGITS, HIGHEST_NS, LOWEST_NS
 from iomodels.bench.runner import check_target
 from iomodels.units import parse_bytes, parse_count, parse_seconds
 from tests import support
-from tests.bench.faulty import FaultyServer, no_uppercase
+from tests.faulty import FaultyServer, no_uppercase
 
 SHORT = ["--duration", "1.2s", "-w", "100ms", "-c", "2"]
 

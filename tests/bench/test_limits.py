@@ -13,7 +13,7 @@ from iomodels.bench import idle
 from iomodels.bench.connection import Tally
 from iomodels.bench.oneshot import OneShotRequests
 from iomodels.bench.result import merge
-from tests.bench.faulty import FaultyServer
+from tests.faulty import FaultyServer
 
 
 def test_connections_spread_over_loopback_sources_only_when_needed(monkeypatch):

@@ -11,11 +11,12 @@ import sys
 import pytest
 
 from tests import support
+from tests.faulty import FaultyServer
 
 
 @pytest.mark.parametrize("mode", [(), ("--rate", "200")], ids=["closed-loop", "open-loop"])
 def test_bytes_before_the_first_request(mode):
-    with support.WrongServer(greeting=b"unasked") as server:
+    with FaultyServer(greeting=b"unasked") as server:
         result = subprocess.run([sys.executable, "-m", "iomodels", "bench", f"127.0.0.1:{server.port}", "-c", "2",
                                  "--duration", "0.5", "-w", "0", "--json", *mode], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1

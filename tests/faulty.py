@@ -1,7 +1,9 @@
 """Servers that get the protocol wrong on purpose, run in the test process (threads, port 0).
 
-They are deliberately simple: a thread per connection, `recv` then `sendall` of a transformed reply,
-with optional one-time stall. Each counts the bytes it sent so tests can check the bench's totals.
+For the tests of every client of the project (the load generator, `iomodels client`, the C load
+generator): a thread per connection, an optional greeting sent before any request, `recv` then
+`sendall` of a transformed reply (whole, or a byte at a time: a trickle), with an optional one-time
+stall. Each counts the bytes it sent so tests can check a client's totals.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ def one_byte_too_many(data: bytes) -> bytes:
 
 class FaultyServer:
     def __init__(self, reply=bytes.upper, stall_after_bytes: int | None = None, stall_for: float = 0.0,
-                 greeting: bytes = b""):
+                 greeting: bytes = b"", byte_delay: float = 0.0):
         self.reply = reply
+        self.byte_delay = byte_delay  # > 0: send each reply one byte every byte_delay seconds
         self.greeting = greeting  # sent as soon as a connection is accepted, before any request
         self.stall_after = stall_after_bytes
         self.stall_for = stall_for
@@ -67,13 +70,25 @@ class FaultyServer:
                 if pause > 0:
                     time.sleep(pause)
                 reply = self.reply(data)
-                conn.sendall(reply)
+                self._send(conn, reply)
                 with self.lock:
                     self.sent += len(reply)
         except OSError:
             pass
         finally:
             conn.close()
+
+    def _send(self, conn: socket.socket, reply: bytes) -> None:
+        if not self.byte_delay:
+            conn.sendall(reply)
+            return
+        for i in range(len(reply)):
+            time.sleep(self.byte_delay)
+            conn.sendall(reply[i:i + 1])
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
 
     def close(self) -> None:
         try:  # on Linux, shutdown() wakes a thread blocked in accept(); close() alone would not
