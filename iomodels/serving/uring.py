@@ -9,7 +9,11 @@ change there is a change here. What we rely on, from its documentation:
 - every prepared operation keeps its buffer (and its `user_data`) alive until its completion
   has been delivered, so a buffer handed to the kernel cannot be freed under it;
 - a multishot operation delivers intermediate completions (flag MORE) as new objects and its
-  final one as the handle `prepare` returned.
+  final one as the handle `prepare` returned;
+- a `send_all` finishes a partial send itself (the next leg is submitted from C, no Python runs),
+  and while one is in flight on a socket, a later send_all, shutdown or close on the same fd waits
+  in a per-fd queue inside the binding: sends on one socket leave in order, one at a time, and a
+  close queued behind them runs after the last. `skip_success` on it: only a failure is delivered.
 """
 
 from __future__ import annotations
@@ -60,23 +64,49 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _closed(completion: Completion) -> None:
+    """A close failed: the descriptor was ours and open, so this is a bug."""
+    raise OSError(-completion.res, "close() of a connection failed")
+
+
 class Ring:
     """A ring whose completions each carry a callable (`user_data`) to hand the completion to.
 
-    The two operations of every request are the C methods themselves, without a Python frame
-    in between: `recv(fd, buffer, 0, on_done)` (the kernel copies the data into `buffer`, then
-    completes with the count) and `send(fd, data, SEND_FLAGS, on_done)`.
+    `recv(fd, buffer, 0, on_done)` is the C method itself, without a Python frame in between
+    (the kernel copies the data into `buffer`, then completes with the count).
     """
 
     recv: Callable[[int, object, int, Callable], Completion]
-    send: Callable[[int, bytes, int, Callable], Completion]
 
     def __init__(self, entries: int):
         flags = _FAST_FLAGS if uring_api.probe(flags=_FAST_FLAGS) else 0
         # Twice as many completion slots as submissions: a multishot operation can post many.
         self._ring = uring_api.Ring(entries=entries, flags=flags, cq_entries=2 * entries)
         self.recv = self._ring.prepare_recv
-        self.send = self._ring.prepare_send
+        self._construct_send_all = self._ring.construct_send_all
+        self._prepare = self._ring.prepare
+
+    def send_unreported(self, fd: int, data: bytes, on_failure: Callable) -> None:
+        """Send all of `data` (after the sends before it on `fd`); its completion is delivered
+        to `on_failure` only if it fails: a successful one costs no Python at all."""
+        operation = self._construct_send_all(fd, data, SEND_FLAGS, on_failure)
+        operation.skip_success = True
+        self._prepare(operation)
+
+    def send_reported(self, fd: int, data: bytes, on_done: Callable) -> Completion:
+        """Send all of `data` (after the sends before it on `fd`); complete once all of it went
+        (the byte count), or with the error that stopped it."""
+        return self._ring.prepare_send_all(fd, data, SEND_FLAGS, on_done)
+
+    def close_after_sends(self, fd: int) -> None:
+        """Close `fd` once the sends queued on it are done (their bytes then reach the peer
+        before the FIN). The number stays ours until then: nothing queued can reach a socket
+        that reuses it."""
+        # (Not prepare_close_nowait: a wait with no reported operation pending does not publish
+        # it. A skip_success one counts as pending until it completes.)
+        operation = self._ring.construct_close(fd, _closed)
+        operation.skip_success = True
+        self._prepare(operation)
 
     def accept(self, fd: int, multishot: bool, on_done: Callable) -> Completion:
         if multishot:

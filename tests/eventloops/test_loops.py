@@ -74,8 +74,8 @@ def test_counters_show_the_loop_at_work(serve, model, flags, tmp_path):
     assert counters["bytes_in"] == counters["bytes_out"] == requests * len(b"count me")
     assert counters["loop_iterations"] >= requests
     assert counters["events"] >= requests
-    if model == "io_uring":  # a receive and a send complete per request, submitted in batches
-        assert counters["completions"] >= 2 * requests
+    if model == "io_uring":  # a receive completes per request (a send only if it fails), in batches
+        assert counters["completions"] >= requests
         assert 0 < counters["submits"] <= counters["completions"]
     else:
         assert counters["submits"] == counters["completions"] == 0

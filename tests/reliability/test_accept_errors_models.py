@@ -149,7 +149,7 @@ def test_io_uring_accept_completion_errors(code):
     ring, stats, stop = _FakeRing(), Stats(), toolkit.Stop(drain_timeout=1.0)
     listener = socket.create_server(("127.0.0.1", 0))
     try:
-        proactor = io_uring._Proactor(ring, listener, ServerConfig(uring_mode="oneshot"), stats, stop)
+        proactor = io_uring.Proactor(ring, listener, ServerConfig(uring_mode="oneshot"), stats, stop)
         proactor.arm_accept()
         completion = ring.armed[-1]
         completion.res = -code

@@ -55,23 +55,22 @@ poll operation on the stop pipe, and on a pipe Python's C signal handler writes 
 from __future__ import annotations
 
 import contextlib
-import errno
 import heapq
 import itertools
-import mmap
 import os
 import signal
 import socket
 import time
 
 from iomodels.serving import toolkit, uring
-from iomodels.serving.core import EchoSession
 from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._sweep import Sweep
+from iomodels.serving.models._uring_connections import (Connection, MultishotConnection,
+                                                        OneshotConnection)
 
 MODEL = ModelInfo(
     name="io_uring", family="asynchronous I/O, completion-based (proactor)", section="1.4",
-    waits_in="io_uring_enter(): submits a batch, waits for completions",
+    waits_in="io_uring_enter(): submits a batch, waits for completions (Proactor.run)",
     cost="a buffer committed per pending receive; one system call per batch of operations",
     multi_worker=True)
 
@@ -84,150 +83,28 @@ RING_ENTRIES = 4096
 BUFFER_COUNT = 256
 PASS_BUFFERS = 32
 MAX_PROVIDED_BUFFER = 16 * 1024
-# A receive that ended with these is no error: we cancelled it (back-pressure), or the provided
-# buffers ran out for a moment. It is armed again as soon as reading may go on.
-_REARM = frozenset({errno.ECANCELED, errno.ENOBUFS})
 _MORE = uring.MORE
-_NONEMPTY = uring.SOCK_NONEMPTY
+CONNECTIONS = {"multishot": MultishotConnection, "oneshot": OneshotConnection}
 
 
 def provided_buffer_size(recv_size: int) -> int:
     return max(1, min(recv_size // PASS_BUFFERS, MAX_PROVIDED_BUFFER))
 
 
-class _Conn:
-    """One connection: its socket, protocol state, and at most one receive and one send in flight.
+class Proactor:
+    """The loop: submit, wait for completions, call each one's handler, run timers.
 
-    The handlers run once per completion, so they are written flat: few calls, locals for what
-    is used twice.
+    It waits in one place, `run()`: `self.ring.submit_and_wait(timeout)`.
     """
-
-    __slots__ = ("p", "ring", "stats", "sock", "fd", "session", "buf", "recv_op", "send_size",
-                 "quiet_ticks", "started", "closed", "on_recv", "on_send")
-
-    def __init__(self, proactor: _Proactor, sock: socket.socket):
-        self.p = proactor
-        self.ring = proactor.ring
-        self.stats = proactor.stats
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.session = EchoSession(proactor.config.high_water, proactor.config.low_water)
-        self.buf = proactor.new_buffer()
-        self.recv_op: uring.Completion | None = None
-        self.send_size = 0  # bytes of the send in flight (0: none)
-        self.quiet_ticks = 0
-        self.started = time.monotonic()
-        self.closed = False
-        # Bound once: every operation carries one of these as its user_data (close() drops them).
-        self.on_recv = self._recv_done_multishot if proactor.multishot else self._recv_done
-        self.on_send = self._send_done
-
-    def arm_recv(self) -> None:
-        if self.p.multishot:
-            self.recv_op = self.ring.recv_multishot(self.fd, self.p.buffers, self.on_recv)
-        else:
-            self.recv_op = self.ring.recv(self.fd, self.buf, 0, self.on_recv)
-
-    def _recv_done(self, c: uring.Completion) -> None:
-        self.recv_op = None
-        res = c.res
-        if self.closed:
-            return  # only now may the buffer go: the kernel is done with it
-        if res <= 0:
-            self._recv_ended(res)
-        elif not self._received(self.buf[:res]):
-            self.recv_op = self.ring.recv(self.fd, self.buf, 0, self.on_recv)
-
-    def _recv_done_multishot(self, c: uring.Completion) -> None:
-        res = c.res
-        flags = c.flags
-        if res > 0 and not self.closed:
-            # SOCK_NONEMPTY: the socket holds more, whose completion follows at once, so one send
-            # can carry both replies (a 64 KiB message fills 32 buffers, and needs one send).
-            paused = self._received(bytes(c.result), flags & _NONEMPTY)  # the copy frees the buffer
-            if paused and self.recv_op is not None:
-                self.ring.cancel(self.recv_op)  # back-pressure: the kernel must stop filling buffers
-        # Only the final completion of an operation is the handle that prepare returned.
-        if c is not self.recv_op or flags & _MORE:
-            return
-        self.recv_op = None
-        if self.closed:
-            return
-        if not self.send_size and self.session.pending():
-            self._send(self.session.pending())  # held back for a completion that will not come now
-        if res <= 0:
-            self._recv_ended(res)
-        elif self.session.wants_read:
-            self.arm_recv()
-
-    def _received(self, data: bytes, more_coming: int = 0) -> bool:
-        """Take data, send the reply unless more is coming; return whether reading must pause."""
-        stats = self.stats
-        stats.recv_calls += 1
-        stats.bytes_in += len(data)
-        self.quiet_ticks = 0
-        session = self.session
-        pending = session.receive_data(data)
-        paused = session.reading_paused
-        if not self.send_size and (paused or not more_coming):
-            self._send(pending)
-        return paused
-
-    def _recv_ended(self, res: int) -> None:
-        """A receive completed without data: end of input, or an error (ours or the peer's)."""
-        session = self.session
-        if res == 0:
-            self.stats.recv_calls += 1
-            session.receive_eof()
-            if session.finished:
-                self.p.close(self)
-        elif -res not in _REARM:
-            self.p.fail(self, OSError(-res, os.strerror(-res)))
-        elif session.wants_read:
-            self.arm_recv()  # ENOBUFS: the buffers in use are back by the time this is submitted
-
-    def _send(self, pending: bytes | bytearray) -> None:
-        # A bytearray grows while its send is in flight: the kernel gets an immutable copy.
-        data = pending if type(pending) is bytes else bytes(pending)
-        self.send_size = len(data)
-        self.stats.send_calls += 1
-        self.ring.send(self.fd, data, uring.SEND_FLAGS, self.on_send)
-
-    def _send_done(self, c: uring.Completion) -> None:
-        size = self.send_size
-        self.send_size = 0
-        res = c.res
-        if self.closed:
-            return
-        if res < 0:
-            self.p.fail(self, OSError(-res, os.strerror(-res)))
-            return
-        stats = self.stats
-        stats.bytes_out += res
-        if res < size:
-            stats.send_partial += 1
-        session = self.session
-        was_paused = session.reading_paused
-        session.sent(res)
-        pending = session.pending()
-        if pending:
-            self._send(pending)  # the rest of a partial send, and what arrived meanwhile
-        elif session.eof_received:
-            self.p.close(self)
-            return
-        if was_paused and session.wants_read and self.recv_op is None:
-            self.arm_recv()
-
-
-class _Proactor:
-    """The loop: submit, wait for completions, call each one's handler, run timers."""
 
     def __init__(self, ring: uring.Ring, listener: socket.socket, config, stats, stop: toolkit.Stop):
         self.ring, self.listener, self.config, self.stats, self.stop = ring, listener, config, stats, stop
         self.multishot = config.uring_mode == "multishot"
+        self.connection_class = CONNECTIONS[config.uring_mode]
+        # The shared ring of provided buffers the multishot receives take from.
         self.buffers = ring.buffer_group(provided_buffer_size(config.recv_size), BUFFER_COUNT) \
             if self.multishot else None
-        self.connections: set[_Conn] = set()
+        self.connections: set[Connection] = set()
         self.accept_op: uring.Completion | None = None
         self.backoff = toolkit.AcceptBackoff(stats)
         self.sweep = Sweep(config, stats)
@@ -235,19 +112,15 @@ class _Proactor:
         self._timer_seq = itertools.count()
         self.draining = False
 
-    def new_buffer(self):
-        # Anonymous memory: a receive buffer costs resident pages only once data lands in it.
-        return None if self.multishot else mmap.mmap(-1, self.config.recv_size)
-
     # -- accepting -------------------------------------------------------------------------
 
     def arm_accept(self) -> None:
         if not self.stop.requested:
             self.accept_op = self.ring.accept(self.listener.fileno(), self.multishot, self.accepted)
 
-    def accepted(self, c: uring.Completion) -> None:
-        res = c.res
-        final = c is self.accept_op and not c.flags & _MORE
+    def accepted(self, completion: uring.Completion) -> None:
+        res = completion.res
+        final = completion is self.accept_op and not completion.flags & _MORE
         if final:
             self.accept_op = None
         if res >= 0:
@@ -270,36 +143,34 @@ class _Proactor:
             return
         if not toolkit.admit(sock, self.config, self.stats):
             return
-        conn = _Conn(self, sock)
+        conn = self.connection_class(self, sock)
         self.connections.add(conn)
-        conn.arm_recv()
+        conn.arm_receive()
 
     # -- closing ---------------------------------------------------------------------------
 
-    def close(self, conn: _Conn, abortive: bool = False) -> None:
+    def close(self, conn: Connection, abortive: bool = False) -> None:
         """Release `conn`. Abortive: operations may be in flight, and are made to finish first."""
         if conn.closed:
             return
         conn.closed = True
         self.connections.discard(conn)
         if abortive:
-            # An SQE still queued for this fd would run on whatever socket reuses the number.
-            self.ring.submit()
             # shutdown() completes a pending receive (EOF) or send (EPIPE) at once; close() alone
             # would not, the ring holding its own reference to the socket.
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)
+        # The ring closes the descriptor behind the sends queued on it; until then the number is
+        # not free, so no operation of ours can land on a socket that reuses it.
+        self.ring.close_after_sends(conn.sock.detach())
         toolkit.release(conn.sock, self.stats)
-        # The handlers bound in __init__ make each connection a reference cycle: without this its
-        # pending output and buffer would wait for a full garbage collection (hundreds of MiB
-        # under churn). An operation still in flight keeps what it uses alive by itself.
-        conn.on_recv = conn.on_send = conn.session = conn.buf = None
+        conn.drop_references()
 
-    def fail(self, conn: _Conn, exc: Exception) -> None:
+    def fail(self, conn: Connection, exc: Exception) -> None:
         toolkit.connection_failed(exc, self.stats)
         self.close(conn, abortive=True)
 
-    # -- timers and the loop ---------------------------------------------------------------
+    # -- timers ----------------------------------------------------------------------------
 
     def call_at(self, when: float, callback) -> None:
         heapq.heappush(self.timers, (when, next(self._timer_seq), callback))
@@ -319,10 +190,12 @@ class _Proactor:
             deadline = min(deadline, self.timers[0][0])
         return None if deadline == float("inf") else max(0.0, deadline - now)
 
-    def stop_requested(self, c: uring.Completion) -> None:
+    def stop_requested(self, completion: uring.Completion) -> None:
         self.draining = True
         if self.accept_op is not None:
             self.ring.cancel(self.accept_op)
+
+    # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:
         ring, stats = self.ring, self.stats
@@ -332,7 +205,7 @@ class _Proactor:
         previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         polls = {}
 
-        def woken(c):
+        def woken(completion):
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_read, 4096)
             polls["signal"] = ring.poll_in(wake_read, woken)
@@ -345,22 +218,24 @@ class _Proactor:
                 self.call_at(time.monotonic() + self.sweep.interval, self._sweep)
             timeout = self._run_timers()
             while not self.draining or (self.connections and time.monotonic() < self.stop.deadline):
-                batch = ring.submit_and_wait(timeout)
+                # THE WAIT: publish every operation the handlers prepared, then sleep in
+                # io_uring_enter until a completion is ready; all ready ones come back at once.
+                completions = ring.submit_and_wait(timeout)
                 stats.wait_calls += 1
                 stats.loop_iterations += 1
-                stats.completions += len(batch)
-                stats.events += len(batch)
-                if not batch:
+                stats.completions += len(completions)
+                stats.events += len(completions)
+                if not completions:
                     stats.empty_wakeups += 1
                 elif not stats.loop_iterations % 64:  # the ring counts its own enters
                     stats.submits = ring.submit_calls()
-                for c in batch:
-                    handler = c.user_data
+                for completion in completions:
+                    handler = completion.user_data
                     try:
-                        handler(c)
+                        handler(completion)
                     except Exception as exc:
                         owner = getattr(handler, "__self__", None)
-                        if not isinstance(owner, _Conn):
+                        if not isinstance(owner, Connection):
                             raise
                         self.fail(owner, exc)
                 timeout = self._run_timers() if self.timers or self.draining else None
@@ -389,6 +264,6 @@ class _Proactor:
 def serve(listener, config, stats, stop):
     ring = uring.Ring(RING_ENTRIES)
     try:
-        _Proactor(ring, listener, config, stats, stop).run()
+        Proactor(ring, listener, config, stats, stop).run()
     finally:
         ring.close()
