@@ -88,8 +88,10 @@ def main() -> int:
     parser.add_argument("--size", "-s", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--stock-malloc", action="store_true", help="leave glibc's malloc thresholds alone")
+    parser.add_argument("--ref", type=Path, default=None,
+                        help="folder with a built epoll_echo and loadgen (default: build ../shared/reference)")
     args = parser.parse_args()
-    ref, how = find_reference(None)
+    ref, how = find_reference(args.ref)
     if ref is None:
         print(f"needs the C load generator: {how}")
         return 2
