@@ -304,7 +304,7 @@ def render(results: dict, plot_to: Path | None = PLOT) -> str:
     return "\n".join(method + body + [SECTIONS[2], ""] + targets(rows))
 
 
-def _replace(text: str, heading: str, new: str) -> str:
+def replace_section(text: str, heading: str, new: str) -> str:
     start = text.find(heading + "\n")
     if start < 0:
         return text.rstrip("\n") + "\n\n" + new.rstrip("\n") + "\n"
@@ -318,6 +318,6 @@ def write(results: dict, text: str, path: Path = ROOT / "BENCHMARKS.md") -> Path
     parts = text.split("\n## ")
     for part in parts:
         section = part if part.startswith("## ") else "## " + part
-        current = _replace(current, section.split("\n", 1)[0], section)
+        current = replace_section(current, section.split("\n", 1)[0], section)
     path.write_text(current)
     return path

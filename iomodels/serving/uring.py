@@ -34,6 +34,7 @@ SOCK_NONEMPTY = uring_api.IORING_CQE_F_SOCK_NONEMPTY
 # A peer that is gone makes a send fail with EPIPE, never raise SIGPIPE.
 SEND_FLAGS = socket.MSG_NOSIGNAL
 POLLIN = 0x001
+_NO_WAIT = 1e-9  # the shortest timeout that enters the kernel (0 would only peek)
 
 # One submitter thread that also reaps: the kernel may skip locking, and runs completion work
 # (DEFER_TASKRUN) only when we ask for completions, instead of interrupting us to run it.
@@ -136,9 +137,11 @@ class Ring:
         """Publish what is prepared and wait up to `timeout` s (None: no limit) for completions.
 
         A signal interrupting the wait returns no completions: its Python handler has already run.
+        A timeout of 0 still enters the kernel: with DEFER_TASKRUN, completions are only posted
+        inside io_uring_enter, and the binding's wait(0) only peeks at the queue.
         """
         try:
-            return self._ring.wait(timeout)
+            return self._ring.wait(timeout or _NO_WAIT if timeout is not None else None)
         except InterruptedError:
             return []
 

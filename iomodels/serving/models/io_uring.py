@@ -70,7 +70,7 @@ from iomodels.serving.models._uring_connections import (Connection, MultishotCon
 
 MODEL = ModelInfo(
     name="io_uring", family="asynchronous I/O, completion-based (proactor)", section="1.4",
-    waits_in="io_uring_enter(): submits a batch, waits for completions (Proactor.run)",
+    waits_in="io_uring_enter(): submits a batch, waits for completions (Proactor.turn)",
     cost="a buffer committed per pending receive; one system call per batch of operations",
     multi_worker=True)
 
@@ -94,7 +94,7 @@ def provided_buffer_size(recv_size: int) -> int:
 class Proactor:
     """The loop: submit, wait for completions, call each one's handler, run timers.
 
-    It waits in one place, `run()`: `self.ring.submit_and_wait(timeout)`.
+    It waits in one place, `turn()`: `self.ring.submit_and_wait(timeout)`; `run()` turns it.
     """
 
     def __init__(self, ring: uring.Ring, listener: socket.socket, config, stats, stop: toolkit.Stop):
@@ -218,26 +218,7 @@ class Proactor:
                 self.call_at(time.monotonic() + self.sweep.interval, self._sweep)
             timeout = self._run_timers()
             while not self.draining or (self.connections and time.monotonic() < self.stop.deadline):
-                # THE WAIT: publish every operation the handlers prepared, then sleep in
-                # io_uring_enter until a completion is ready; all ready ones come back at once.
-                completions = ring.submit_and_wait(timeout)
-                stats.wait_calls += 1
-                stats.loop_iterations += 1
-                stats.completions += len(completions)
-                stats.events += len(completions)
-                if not completions:
-                    stats.empty_wakeups += 1
-                elif not stats.loop_iterations & 511:  # the ring counts its own enters (a dict)
-                    stats.submits = ring.submit_calls()
-                for completion in completions:
-                    handler = completion.user_data
-                    try:
-                        handler(completion)
-                    except Exception as exc:
-                        owner = getattr(handler, "__self__", None)
-                        if not isinstance(owner, Connection):
-                            raise
-                        self.fail(owner, exc)
+                self.turn(timeout)
                 timeout = self._run_timers() if self.timers or self.draining else None
             self._finish(polls.values())
         finally:
@@ -245,6 +226,30 @@ class Proactor:
             signal.set_wakeup_fd(previous_wakeup)
             os.close(wake_read)
             os.close(wake_write)
+
+    def turn(self, timeout: float | None) -> None:
+        """One turn of the loop: THE WAIT, then every completion it brought handled."""
+        ring, stats = self.ring, self.stats
+        # Publish every operation the handlers prepared, then sleep in io_uring_enter until a
+        # completion is ready (or `timeout` s pass); all the ready ones come back at once.
+        completions = ring.submit_and_wait(timeout)
+        stats.wait_calls += 1
+        stats.loop_iterations += 1
+        stats.completions += len(completions)
+        stats.events += len(completions)
+        if not completions:
+            stats.empty_wakeups += 1
+        elif not stats.loop_iterations & 511:  # the ring counts its own enters (a dict)
+            stats.submits = ring.submit_calls()
+        for completion in completions:
+            handler = completion.user_data
+            try:
+                handler(completion)
+            except Exception as exc:
+                owner = getattr(handler, "__self__", None)
+                if not isinstance(owner, Connection):
+                    raise
+                self.fail(owner, exc)
 
     def _finish(self, polls) -> None:
         """Close what is left, then let every operation still in the kernel complete.
