@@ -4,52 +4,64 @@ This is the model of section 1.4, "the kernel copies the data into the user's me
 the user it is done": the completion model, a "proactor". We do not ask whether a socket is ready
 and then read it ourselves, as every readiness model does (select, poll, epoll, and the asyncio
 and uvloop loops, where the copy happens in our thread after the wake-up). We hand the kernel
-whole operations: "accept on this listener", "receive into this buffer", "send these bytes". The
+whole operations: "accept on this listener", "receive into a buffer", "send these bytes". The
 kernel waits for the data *and* copies it into our buffer, and then posts a completion with the
 result: a new fd, a byte count, or a negative errno.
 
-Who waits where: one thread, in `io_uring_enter()`, for all connections, and neither phase of
-input blocks it: when a completion arrives, the bytes are already in our memory. Operations are
-written into a submission queue shared with the kernel and published in a batch: one
-`io_uring_enter` per turn of the loop, however many operations it carries. Completions are read
-from a shared completion queue; the wait takes a second `io_uring_enter` only when none is ready
-yet. Where epoll needs an `epoll_wait` plus a `recv` and a `send` per request, each a system call,
-here the system calls per request fall as load rises (at 100 busy connections, about ten
-requests per `io_uring_enter`): the `submits`, `wait_calls` and `completions` counters show it.
+Who waits where: one thread, in `io_uring_enter()`, for all connections: `Proactor.turn` is the
+whole loop. Operations are written into a submission queue shared with the kernel and published
+together, once per turn; completions are read from a shared completion queue, all the ready ones
+at once. The ring is set up for one thread (SINGLE_ISSUER) with DEFER_TASKRUN: the kernel does the
+work that finishes an operation (copying a receive's data, posting its completion) only when we
+ask for completions, instead of interrupting us to do it. So a turn costs two enters at most
+(publish, then wait: a wait with completions already posted needs none), however many requests
+it carries; epoll pays `epoll_wait` plus a `recv` and a `send` per request.
 
-What it costs: a buffer must be committed to every pending receive, before any data exists.
-`--uring-mode oneshot` gives each connection its own `--recv-size` buffer (an anonymous mapping, so
-the pages become resident only once the kernel writes into them) and submits a new receive after
-each completion. `--uring-mode multishot` (the default) submits one receive per connection that
-stays armed, and the kernel takes a buffer from a shared ring of provided buffers only when data
-arrives: memory no longer grows with idle connections, but when the ring runs dry a receive ends
-with ENOBUFS and must be armed again; we copy the bytes out of the buffer, which hands it back.
-These buffers are small (`--recv-size`/32: see back-pressure below), so a big message comes in many
-completions; their replies still leave in one send, as a completion flagged SOCK_NONEMPTY (the
-socket holds more) leaves its reply for the next one to send. Each buffer stays referenced until
-its completion arrives: freeing it earlier would let the kernel write into memory we reused.
-Measured on a 2-core machine (100 connections x 64 bytes), io_uring costs about what the `epoll`
-model costs per request: most of that is the kernel's TCP work, which io_uring does not remove (it
-saves system-call crossings, about two per request, not the work), and on Python 3.11 the binding's
-own locks give back in user space what the saved crossings were worth. Multishot costs about 8 %
-less than oneshot there, having no receive to submit per request; with bigger messages oneshot
-costs less (10 % at 4 KiB, less than half at 64 KiB), and 16 KiB buffers (`--recv-size 512K`) would
-save multishot about 10 % there.
+One completion per request. A request's receive completes, and its handler hands the reply to the
+kernel as a send whose success is not reported (`send_all` with skip_success in the binding): a
+successful send costs no completion, no Python object and no handler call; a failed one comes
+back to `send_failed`, which closes the connection. The binding queues a socket's sends behind one
+another (bytes never overtake each other) and submits the rest of a partial send itself, from C.
+
+What it costs, and why it is not simply cheaper than epoll: most of a request's CPU is the kernel's
+TCP work, the same whoever asks for it (the send transmits over loopback and, in the same call,
+runs the peer's receive path). io_uring saves the crossings into the kernel, not that work, and
+brings its own: a receive that finds no data arms a poll on the socket, the wake-up queues task
+work, and that work copies the data, picks a provided buffer and posts the completion; on a
+small message this costs about what the saved crossings did. In user space every completion is
+a Python object whose fields are read through the binding, which keeps each operation's buffer
+and handler alive until the kernel is done with them and guards that bookkeeping with locks: on
+CPython before 3.13 each one is a semaphore and a clock read (the interpreter computes a deadline
+even for an untimed wait), a cost epoll's plain `recv`/`send` calls do not have. BENCHMARKS.md
+("Goals") measures the balance and profiles it.
+
+Two receive strategies (`--uring-mode`, `_uring_connections.py`), because each wins somewhere:
+- multishot (the default): one receive per connection stays armed, and the kernel takes a buffer
+  from a shared ring of provided buffers only when data arrives: no receive to submit per request,
+  and memory does not grow with idle connections. When the ring runs dry a receive ends with
+  ENOBUFS and is armed again; we copy the bytes out, which hands the buffer back. The buffers are
+  small (`--recv-size`/32: see back-pressure), so a big message comes in many completions; their
+  replies still leave in one send, as a completion flagged SOCK_NONEMPTY (the socket holds more)
+  holds its reply back for the next one.
+- oneshot: each connection has its own `--recv-size` buffer (an anonymous mapping, resident only
+  once the kernel writes into it) and submits a new receive after each completion: one more
+  operation per request, but a big message arrives in few completions.
 
 How it fails, and what we do: a negative result is an error on that one connection (a reset or a
-broken pipe closes it quietly, anything else is logged). A send may take only part of the bytes: we
-submit the rest. Back-pressure: while a peer's unsent output is above `--high-water`, its receive
-is not re-armed (multishot: it is cancelled), so a client that never reads cannot grow our memory.
-A cancel does not stop a pass already under way: while the socket has data, the kernel fills up to
-32 buffers in one go (MULTISHOT_MAX_RETRY in Linux's io_uring/net.c), and those bytes are ours to
-take; buffers of `--recv-size`/32 bound that by about one `--recv-size` per paused peer, as
-oneshot's receive in flight (a late completion cancels again: a cancel may race the next pass).
-(Leaving those bytes in their buffers until the peer reads would let a handful of peers that never
-read empty the ring for everyone.) Twenty peers that never read grew the server by 18 MiB with 16
-KiB buffers, by 3 MiB with these. One send at most is in flight per connection, so bytes never
-overtake each other. io_uring may be forbidden (a seccomp profile, `kernel.io_uring_disabled`):
-then `iomodels serve` says so in one line and exits with status 2. SIGTERM wakes the wait through a
-poll operation on the stop pipe, and on a pipe Python's C signal handler writes to.
+broken pipe closes it quietly, anything else is logged). Back-pressure without send completions:
+a connection counts the bytes it handed over; once more than `--high-water` are unconfirmed it
+pauses reading (multishot: cancels its receive) and reports its sends ("fences": a fence's
+completion confirms it and every send before it), until the confirmed mark comes within
+`--low-water` of what was handed over. A cancel does not stop a pass already under way: while the
+socket has data, the kernel fills up to 32 buffers in one go (MULTISHOT_MAX_RETRY in Linux's
+io_uring/net.c), and those bytes are ours to take; buffers of `--recv-size`/32 bound that by about
+one `--recv-size` per paused peer, as oneshot's receive in flight. End of input: an empty fence
+says when the replies before it are out, then the connection closes. A connection's descriptor is
+closed through the ring, behind its queued sends: until then its number is not free, so no queued
+operation can land on a socket that reuses it. io_uring may be forbidden (a seccomp profile,
+`kernel.io_uring_disabled`): then `iomodels serve` says so in one line and exits with status 2.
+SIGTERM wakes the wait through a poll operation on the stop pipe, and on a pipe Python's C signal
+handler writes to.
 """
 
 from __future__ import annotations
