@@ -251,7 +251,7 @@ class Proactor:
         stats.events += len(completions)
         if not completions:
             stats.empty_wakeups += 1
-        elif not stats.loop_iterations & 511:  # the ring counts its own enters (a dict)
+        elif not stats.loop_iterations & 127:  # the ring counts its own enters (a dict)
             stats.submits = ring.submit_calls()
         for completion in completions:
             handler = completion.user_data
