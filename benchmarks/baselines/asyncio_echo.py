@@ -2,8 +2,9 @@
 
     python asyncio_echo.py [PORT] [--uvloop] [--buffered]
 
-`--buffered`: an `asyncio.BufferedProtocol` reading into one 64 KiB buffer, as the asyncio and
-uvloop models do to bound every read; what that bound costs by itself, with nothing else."""
+`--buffered`: an `asyncio.BufferedProtocol` reading into one 64 KiB buffer: what bounding every
+read that way would cost by itself (the asyncio and uvloop models use a plain Protocol, as `Echo`
+here, and bound asyncio's reads with the transport's `max_size` instead)."""
 import asyncio
 import sys
 

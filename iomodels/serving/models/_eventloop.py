@@ -8,10 +8,10 @@ reading.
 
 Protocols rather than streams: a callback per chunk costs one Python call, where streams add a
 coroutine, a future and a reader buffer per read. A plain `Protocol` rather than a
-`BufferedProtocol` that would read into one buffer of ours: measured at 100 connections x 64 B,
-the buffered kind costs 3-5 % more CPU per request on its own (the `asyncio Buffered` and
-`uvloop Buffered` baselines of BENCHMARKS.md: one more Python call per read, `get_buffer`, and a
-copy out of the shared buffer), and it would buy only a bound on each read. That bound is kept
+`BufferedProtocol` that would read into one buffer of ours: the buffered kind costs one more
+Python call per read (`get_buffer`) and a copy out of the shared buffer (BENCHMARKS.md measures
+it: the `asyncio Buffered` and `uvloop Buffered` baselines), and it would buy only a bound on
+each read. That bound is kept
 where it is free: asyncio's transport reads `max_size` bytes per `recv` (256 KiB by default), set
 here to `--recv-size`. uvloop reads into libuv's own 256 KiB buffer and hands us a bytes object of
 what arrived, which nothing can bound: a peer about to be paused may bring in up to that much
