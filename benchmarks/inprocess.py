@@ -1,13 +1,15 @@
-"""A readiness model's CPU per request with no load generator and no other process: in-process.
+"""A model's CPU per request with no load generator and no other process: in-process.
 
-    .venv/bin/python benchmarks/inprocess.py [floor selectors epoll epoll-et poll select] [--connections 100]
+    .venv/bin/python benchmarks/inprocess.py [floor selectors epoll epoll-et poll select io_uring
+                                              io_uring:oneshot] [--connections 100]
 
 The clients live in this process: each turn, every client sends one message, then the model's loop
 runs `wait()` until all are answered, then the clients read their replies. Only the server's part
 is timed (`time.process_time()` around the waits: its Python work and the kernel work of its
 system calls). `floor` is the least a Python epoll loop can do per request: `epoll.poll()`, a dict
 lookup, `recv_into`, `upper`, `send`, with no session and no counters; `selectors`, the loop of
-baselines/selectors_echo.py. Much steadier than a run
+baselines/selectors_echo.py; `io_uring` turns the proactor (`Proactor.turn`: submit, wait, handle)
+until every reply is handed over, then submits the last sends. Much steadier than a run
 against the load generator on a shared machine, and blind to what only shows under real load
 (batching, scheduling): a tool for comparing two versions of the hot path, not for the claims.
 Pin it to one CPU (`taskset -c 0`) for steadier figures.
@@ -40,20 +42,45 @@ def model_server(name: str, listener: socket.socket, count: int):
     loop = getattr(models.load(name), LOOPS[name])(listener, config, stats, stop, session_factory(config))
     loop.listening = True
     loop.watch(loop.listener_fd, loop.READ)
-    while len(loop.conns) < count:
-        loop.wait(1.0)
-
-    def serve(expected_bytes: int) -> None:
-        target = stats.bytes_out + expected_bytes
-        while stats.bytes_out < target:
-            loop.wait(0)
-
     def close() -> None:
         for conn in list(loop.conns.values()):
             loop.close(conn)
         loop.close_waiter()
         stop.close()
-    return serve, close
+    return turning(loop.wait, lambda: len(loop.conns), count, stats), close
+
+
+def turning(turn, connected, count: int, stats: Stats, then=lambda: None):
+    """Turn the loop (`turn(timeout)`) until `count` connections are in; return what turns it
+    until `expected_bytes` more went out (then calls `then`)."""
+    while connected() < count:
+        turn(1.0)
+
+    def serve(expected_bytes: int) -> None:
+        target = stats.bytes_out + expected_bytes
+        while stats.bytes_out < target:
+            turn(0)
+        then()
+    return serve
+
+
+def uring_server(name: str, listener: socket.socket, count: int):
+    """The io_uring model's proactor in either receive mode (`io_uring:oneshot`)."""
+    from iomodels.serving import uring
+    from iomodels.serving.models import io_uring
+    _, _, mode = name.partition(":")
+    stats, stop = Stats(), Stop(1.0)
+    ring = uring.Ring(io_uring.RING_ENTRIES)
+    proactor = io_uring.Proactor(ring, listener, ServerConfig(model="io_uring", uring_mode=mode or "multishot"),
+                                 stats, stop)
+    proactor.arm_accept()
+
+    def close() -> None:
+        proactor._finish([])
+        ring.close()
+        stop.close()
+    # The last replies are handed over, still to be published: submit them.
+    return turning(proactor.turn, lambda: len(proactor.connections), count, stats, ring.submit), close
 
 
 def floor_server(listener: socket.socket, count: int):
@@ -108,7 +135,8 @@ def measure(name: str, connections: int, size: int, turns: int) -> float:
     clients = [socket.create_connection(listener.getsockname()) for _ in range(connections)]
     for client in clients:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    make = SERVERS.get(name) or (lambda *args: model_server(name, *args))
+    make = SERVERS.get(name) or (lambda *args: (uring_server if name.startswith("io_uring") else model_server)(
+        name, *args))
     serve, close = make(listener, connections)
     message, spent = b"a" * size, 0.0
     for _ in range(turns):

@@ -12,7 +12,10 @@ CPU 0 under the C load generator on CPU 1; after a second of warm-up each tool w
 - py-spy:   `py-spy record -r 500`, summed by Python line, where the samples stop (self time,
             which includes the system calls made on that line);
 - split:    user and system CPU per request, from /proc/PID/stat of the whole process tree;
-- switches: context switches per request, summed over the threads of the process.
+- switches: context switches per request, summed over the threads of the process;
+- perf:     `perf record -e cpu-clock` (no hardware counters needed), samples grouped by the
+            object they fell in (the kernel, Python, uring_api, libc + vdso, uvloop/libuv, the C
+            server), as us of CPU per request: where a model's cost is the kernel's or the binding's.
 Tools that are not installed are skipped with a note (py-spy: `pip install py-spy`).
 """
 
@@ -22,6 +25,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,7 +39,12 @@ from iomodels.procstats import user_system  # noqa: E402
 from run import CLIENT_CPU, MODELS, SERVER_CPU, find_reference  # noqa: E402
 from servers import MALLOC_ENV, catalogue, start, stop  # noqa: E402
 
-TOOLS = ("strace", "py-spy", "split", "switches")
+TOOLS = ("strace", "py-spy", "split", "switches", "perf")
+# perf's objects ("dso"), grouped: the first pattern that matches names the group.
+PERF_GROUPS = [("kernel", r"\[kernel"), ("Python", r"libpython|_socket|select\.cpython|_asyncio"),
+               ("uring_api", r"_uring_api|liburing"), ("libc+vdso", r"libc\.so|vdso|libpthread"),
+               ("uvloop/libuv", r"uvloop|libuv|loop\.cpython"), ("C server", r"epoll_echo")]
+PERF_HZ = 2000
 
 
 def switches(pid: int) -> int:
@@ -68,6 +77,20 @@ def watch(tool: str, pid: int, seconds: float, out: Path):
             by_line[stack.split(";")[-1]] += int(count)
             total += int(count)
         return lambda rps: "\n".join(f"{100 * n / total:5.1f} %  {where}" for where, n in by_line.most_common(15))
+    if tool == "perf":
+        subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", str(PERF_HZ), "-p", str(pid), "-o", str(out),
+                        "--", "sleep", str(seconds)], capture_output=True, timeout=seconds + 60)
+        table = subprocess.run(["perf", "report", "-i", str(out), "--no-children", "--sort", "dso", "-n", "--stdio"],
+                               capture_output=True, text=True, timeout=120).stdout
+        groups = collections.Counter()
+        for line in table.splitlines():
+            found = re.match(r"\s+[\d.]+%\s+(\d+)\s+(.*)", line)
+            if found:
+                group = next((name for name, pattern in PERF_GROUPS if re.search(pattern, found[2])), "other")
+                groups[group] += int(found[1])
+        per_request = lambda rps, n: n / PERF_HZ / (rps * seconds) * 1e6  # noqa: E731
+        return lambda rps: (f"total {per_request(rps, sum(groups.values())):.2f} us/request: " + ", ".join(
+            f"{name} {per_request(rps, n):.2f}" for name, n in groups.most_common()))
     if tool == "split":
         before, started = user_system(pid), time.monotonic()
         time.sleep(seconds)
@@ -88,8 +111,10 @@ def main() -> int:
     parser.add_argument("--size", "-s", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--stock-malloc", action="store_true", help="leave glibc's malloc thresholds alone")
+    parser.add_argument("--ref", type=Path, default=None,
+                        help="folder with a built epoll_echo and loadgen (default: build benchmarks/c with make yardsticks)")
     args = parser.parse_args()
-    ref, how = find_reference(None)
+    ref, how = find_reference(args.ref)
     if ref is None:
         print(f"needs the C load generator: {how}")
         return 2
@@ -98,7 +123,7 @@ def main() -> int:
         print(f"unknown server {args.server!r}; one of: {', '.join(specs)}")
         return 2
     for tool in args.tools.split(","):
-        if tool in ("strace", "py-spy") and not (shutil.which(tool) or (Path(sys.executable).parent / tool).exists()):
+        if tool in ("strace", "py-spy", "perf") and not (shutil.which(tool) or (Path(sys.executable).parent / tool).exists()):
             print(f"== {tool}: not installed, skipped")
             continue
         server = start(specs[args.server], args.connections, {SERVER_CPU}, {} if args.stock_malloc else MALLOC_ENV)

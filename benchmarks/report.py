@@ -21,7 +21,7 @@ C = "C epoll"
 # Written by run.py; every other section of BENCHMARKS.md (the load generator's, the notes on
 # profiles and multi-core) is kept as it is.
 SECTIONS = ("## Machine and method", "## Results", "## Targets")
-TARGET_CELL = (100, 64)
+TARGET_CELL = (100, 64, 1)  # (connections, message size, depth: messages in flight per connection)
 # (model, reference, at most, what it means): each checked as the median of per-turn ratios.
 TARGETS = [
     ("epoll", C, 1.10, "a plain selectors loop measures ~1.18x: beat it"),
@@ -38,6 +38,16 @@ TARGETS = [
 ]
 
 
+def cell_of(row: dict) -> tuple[int, int, int]:
+    """A row's cell: (connections, size, depth); rows from before depths were measured are at 1."""
+    return row["connections"], row["size"], row.get("depth", 1)
+
+
+def cell_name(cell: dict | tuple) -> str:
+    connections, size, depth = cell_of(cell) if isinstance(cell, dict) else cell
+    return f"{connections} x {size} B" + (f" at depth {depth}" if depth != 1 else "")
+
+
 def machine() -> dict:
     described = lab_machine.describe()
     return {"summary": lab_machine.summary(described), **described}
@@ -46,11 +56,11 @@ def machine() -> dict:
 # --- ratios ---------------------------------------------------------------------------------
 
 def _turns(rows: list[dict]) -> dict:
-    """(connections, size) -> round -> [rows in the order they ran]."""
+    """(connections, size, depth) -> round -> [rows in the order they ran]."""
     turns = defaultdict(lambda: defaultdict(list))
     for row in sorted(rows, key=lambda r: r["seq"]):
         if "failed" not in row and row.get("cpu_per_request_us"):
-            turns[(row["connections"], row["size"])][row["round"]].append(row)
+            turns[cell_of(row)][row["round"]].append(row)
     return turns
 
 
@@ -67,7 +77,7 @@ def _reference_value(turn: list[dict], row: dict, reference: str, key: str) -> f
 
 
 def ratios(rows: list[dict], server: str, reference: str, key: str = "cpu_per_request_us") -> dict:
-    """(connections, size) -> per-turn ratios of `key`, server / reference."""
+    """(connections, size, depth) -> per-turn ratios of `key`, server / reference."""
     found = defaultdict(list)
     for cell, rounds in _turns(rows).items():
         for turn in rounds.values():
@@ -85,7 +95,7 @@ def servers_in(rows: list[dict]) -> list[str]:
 
 
 def median_of(rows: list[dict], server: str, cell: tuple, key: str) -> float | None:
-    values = [row[key] for row in rows if row["server"] == server and (row["connections"], row["size"]) == cell
+    values = [row[key] for row in rows if row["server"] == server and cell_of(row) == cell
               and "failed" not in row and row.get(key) is not None]
     return statistics.median(values) if values else None
 
@@ -104,20 +114,22 @@ def _verdict(excess: float, some_round_met: bool) -> str:
     return f"**not met** (by {100 * (excess - 1):.1f} %" + (", inside the spread of the rounds)" if some_round_met else ")")
 
 
-def _matrix(rows: list[dict], reference: str, size: int, key: str, title: str) -> list[str]:
-    connections = sorted({row["connections"] for row in rows if row["size"] == size})
-    lines = [f"{title}, {size} B messages:", "",
+def _matrix(rows: list[dict], reference: str, size: int, depth: int, key: str, title: str) -> list[str]:
+    connections = sorted({row["connections"] for row in rows if cell_of(row)[1:] == (size, depth)})
+    pipelined = "ping-pong" if depth == 1 else f"{depth} messages in flight per connection"
+    lines = [f"{title}, {size} B messages, {pipelined}:", "",
              "| server | " + " | ".join(f"{c} conn." for c in connections) + " |",
              "|---|" + "---|" * len(connections)]
     for server in servers_in(rows):
         found = ratios(rows, server, reference, key)
-        cells = [f"{statistics.median(found[(c, size)]):.2f}" if (c, size) in found else "n/a" for c in connections]
+        cells = [f"{statistics.median(found[(c, size, depth)]):.2f}" if (c, size, depth) in found else "n/a"
+                 for c in connections]
         lines.append(f"| {server} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
 def _detail(rows: list[dict], reference: str, cell: tuple) -> list[str]:
-    lines = [f"All servers at {cell[0]} connections x {cell[1]} B: CPU per request and throughput as "
+    lines = [f"All servers at {cell_name(cell)}: CPU per request and throughput as "
              f"ratios to {reference} (median over rounds, range in brackets); absolute figures for "
              f"orientation only (medians; this machine was shared).", "",
              f"| server | CPU/request x {reference} | req/s x {reference} | CPU/request (us) | req/s | "
@@ -128,7 +140,7 @@ def _detail(rows: list[dict], reference: str, cell: tuple) -> list[str]:
         if not cpu:
             continue
         errors = sum(row.get("errors", 0) for row in rows if row["server"] == server
-                     and (row["connections"], row["size"]) == cell and "failed" not in row)
+                     and cell_of(row) == cell and "failed" not in row)
         lines.append(f"| {server} | {_spread(cpu)} | {_spread(rps)} | "
                      f"{median_of(rows, server, cell, 'cpu_per_request_us'):.2f} | "
                      f"{median_of(rows, server, cell, 'rps'):,.0f} | {median_of(rows, server, cell, 'p50_us'):.0f} | "
@@ -137,7 +149,7 @@ def _detail(rows: list[dict], reference: str, cell: tuple) -> list[str]:
 
 
 def targets(rows: list[dict]) -> list[str]:
-    lines = [f"Measured at {TARGET_CELL[0]} connections x {TARGET_CELL[1]} B: median of the per-round ratios "
+    lines = [f"Measured at {cell_name(TARGET_CELL)}: median of the per-round ratios "
              f"of CPU per request (range over rounds in brackets).", "",
              "| model | against | target | measured | verdict | what it means |", "|---|---|---|---|---|---|"]
     for model, reference, limit, meaning in TARGETS:
@@ -178,6 +190,7 @@ def plot(rows: list[dict], reference: str, path: Path = PLOT) -> Path | None:
         from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
     except ImportError:
         return None
+    rows = [row for row in rows if cell_of(row)[2] == 1]  # ping-pong only
     sizes = sorted({row["size"] for row in rows})
     connections = sorted({row["connections"] for row in rows})
     servers = [s for s in servers_in(rows) if s != reference]
@@ -187,7 +200,7 @@ def plot(rows: list[dict], reference: str, path: Path = PLOT) -> Path | None:
         for i, count in enumerate(connections):
             xs, ys = [], []
             for x, server in enumerate(servers):
-                found = ratios(rows, server, reference).get((count, size))
+                found = ratios(rows, server, reference).get((count, size, 1))
                 if found:
                     xs.append(x + (i - (len(connections) - 1) / 2) * 0.12)
                     ys.append(statistics.median(found))
@@ -233,7 +246,7 @@ def render(results: dict, plot_to: Path | None = PLOT) -> str:
     """BENCHMARKS.md's generated sections; the plot is drawn to `plot_to` (None: not drawn)."""
     rows = results["rows"]
     reference = C if results["reference"] else "asyncio Protocol"
-    sizes = sorted({row["size"] for row in rows})
+    planes = sorted({cell_of(row)[1:] for row in rows}, key=lambda plane: (plane[1], plane[0]))
     m = results["machine"]
     runs = results["runs"]
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(runs[0]["started"]))
@@ -247,7 +260,8 @@ def render(results: dict, plot_to: Path | None = PLOT) -> str:
         f"Load generator: {results['load_generator']}"
         + (f" ({results['reference']})" if results["reference"] else
            " (the C reference was not available: only the Python servers were compared)") + ", "
-        f"ping-pong (one message in flight per connection), every reply checked byte for byte. "
+        f"ping-pong (one message in flight per connection) unless a depth is given (that many in flight), "
+        f"every reply checked byte for byte. "
         f"Server pinned to CPU {results['server_cpu']}, load generator to CPU {results['client_cpu']}; "
         + "; ".join(f"{run['rounds']} round{'' if run['rounds'] == 1 else 's'} of {_cells(run)} "
                     f"({run['warmup']:g} s warm-up + {run['duration']:g} s measured)" for run in runs)
@@ -265,8 +279,8 @@ def render(results: dict, plot_to: Path | None = PLOT) -> str:
         "`python benchmarks/baselines/{asyncio_echo.py [--uvloop] [--buffered], socketserver_echo.py, selectors_echo.py} 0`, "
         "`python -m iomodels serve --model M --port 0 --log-level warning` (`threadpool` with `--threads` = "
         "connections, so that every client is served; `io_uring:oneshot` adds `--uring-mode oneshot`); "
-        + ("the load, `taskset -c 1 loadgen -p PORT -c C -s S -d 1 -t T -w W -P PID`. " if results["reference"] else
-           "the load, `taskset -c 1 python -m iomodels bench 127.0.0.1:PORT -c C -s S --duration T -w W --workers 1 --json "
+        + ("the load, `taskset -c 1 loadgen -p PORT -c C -s S -d DEPTH -t T -w W -P PID`. " if results["reference"] else
+           "the load, `taskset -c 1 python -m iomodels bench 127.0.0.1:PORT -c C -s S --pipeline DEPTH --duration T -w W --workers 1 --json "
            "--server-pid PID`. ") + "Raw figures of every run: "
         "`benchmarks/results.json`."
         + (" Every server runs with " + ", ".join(f"`{k}={v}`" for k, v in results["malloc_env"].items())
@@ -274,24 +288,23 @@ def render(results: dict, plot_to: Path | None = PLOT) -> str:
              "depending on its allocation history (see \"Where the time goes\"); fixed, every server is in the "
              "same regime. `--stock-malloc` leaves them alone." if results.get("malloc_env") else ""), ""]
     body = [SECTIONS[1], ""]
-    for size in sizes:
-        body += _matrix(rows, reference, size, "cpu_per_request_us", f"CPU per request, x {reference}")
-    for size in sizes:
-        body += _matrix(rows, reference, size, "rps", f"Requests per second, x {reference}")
-    cell = TARGET_CELL if any((r["connections"], r["size"]) == TARGET_CELL for r in rows) else \
-        (rows[0]["connections"], rows[0]["size"])
+    for size, depth in planes:
+        body += _matrix(rows, reference, size, depth, "cpu_per_request_us", f"CPU per request, x {reference}")
+    for size, depth in planes:
+        body += _matrix(rows, reference, size, depth, "rps", f"Requests per second, x {reference}")
+    cell = TARGET_CELL if any(cell_of(r) == TARGET_CELL for r in rows) else cell_of(rows[0])
     body += _detail(rows, reference, cell)
     if plot_to is not None and plot(rows, reference, plot_to):
         body += [f"![CPU per request, x {reference}]({plot_to.relative_to(ROOT)})", ""]
     failed = [r for r in rows if "failed" in r or r.get("server_errors")]
     if failed:
         body += ["Runs that failed or logged a traceback:", ""]
-        body += [f"- round {r['round'] + 1}, {r['server']}, {r['connections']} x {r['size']} B: "
+        body += [f"- round {r['round'] + 1}, {r['server']}, {cell_name(r)}: "
                  f"{r.get('failed') or r['server_errors'].strip().splitlines()[-1]}" for r in failed] + [""]
     return "\n".join(method + body + [SECTIONS[2], ""] + targets(rows))
 
 
-def _replace(text: str, heading: str, new: str) -> str:
+def replace_section(text: str, heading: str, new: str) -> str:
     start = text.find(heading + "\n")
     if start < 0:
         return text.rstrip("\n") + "\n\n" + new.rstrip("\n") + "\n"
@@ -305,6 +318,6 @@ def write(results: dict, text: str, path: Path = ROOT / "BENCHMARKS.md") -> Path
     parts = text.split("\n## ")
     for part in parts:
         section = part if part.startswith("## ") else "## " + part
-        current = _replace(current, section.split("\n", 1)[0], section)
+        current = replace_section(current, section.split("\n", 1)[0], section)
     path.write_text(current)
     return path

@@ -1,12 +1,13 @@
 """Every model against the references, side by side: server CPU per request, throughput, latency.
 
     .venv/bin/python benchmarks/run.py --quick       # 100 connections x 64 B, 3 s windows, ~5 min
-    .venv/bin/python benchmarks/run.py               # 1/10/100/1000 connections x 64 B/1 KiB
+    .venv/bin/python benchmarks/run.py               # 1/10/100/1000 connections x 64 B/1 KiB x depth 1/8/32
 
 The yardstick is server CPU seconds per request: utime + stime of the server's whole process tree
 (threads, forked children) from /proc, over the load generator's measured window, divided by the
 requests completed in it. The server runs pinned to CPU 0 and the load generator to CPU 1; each
-cell of the matrix (connections x message size, ping-pong) runs every server in turn, the C
+cell of the matrix (connections x message size x depth: messages in flight per connection, 1 is
+ping-pong, 8 and 32 are pipelined, where the server's own CPU decides) runs every server in turn, the C
 reference before, after and between every four others, and the turn is repeated `--rounds`
 times in alternating order. The claims are medians over rounds of ratios measured in the same
 turn (a model's CPU per request / the C server's, or / a Python baseline's), never absolute
@@ -61,13 +62,13 @@ def find_reference(folder: Path | None) -> tuple[Path | None, str]:
 def run_load(ref: Path | None, port: int, server_pid: int, cell: dict, duration: float,
              warmup: float) -> tuple[dict, float]:
     """Drive the server once; return the load generator's result and when its window ended."""
-    c, s = str(cell["connections"]), str(cell["size"])
+    c, s, d = str(cell["connections"]), str(cell["size"]), str(cell["depth"])
     if ref is not None:
-        argv = [str(ref / "loadgen"), "-p", str(port), "-c", c, "-s", s, "-d", "1",
+        argv = [str(ref / "loadgen"), "-p", str(port), "-c", c, "-s", s, "-d", d,
                 "-t", str(duration), "-w", str(warmup), "-P", str(server_pid)]
     else:
         argv = [sys.executable, "-m", "iomodels", "bench", f"127.0.0.1:{port}", "-c", c, "-s", s,
-                "--pipeline", "1", "--duration", str(duration), "-w", str(warmup), "--workers", "1", "--json",
+                "--pipeline", d, "--duration", str(duration), "-w", str(warmup), "--workers", "1", "--json",
                 "--server-pid", str(server_pid)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             preexec_fn=lambda: os.sched_setaffinity(0, {CLIENT_CPU}))
@@ -149,7 +150,7 @@ def run_matrix(specs: list[Spec], cells: list[dict], ref: Path | None, args) -> 
                 if spec.single_client and cell["connections"] > 1:
                     continue
                 done += 1
-                label = f"[{done}/{total}] round {number + 1}, {cell['connections']} x {cell['size']} B, {spec.name}"
+                label = f"[{done}/{total}] round {number + 1}, {report.cell_name(cell)}, {spec.name}"
                 try:
                     row = measure(spec, cell, ref, args.duration, args.warmup, {} if args.stock_malloc else MALLOC_ENV)
                 except (ServerFailed, subprocess.TimeoutExpired, OSError) as exc:
@@ -171,6 +172,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="100 connections x 64 B only, 3 s windows")
     parser.add_argument("--connections", default="1,10,100,1000", help="comma-separated (default: 1,10,100,1000)")
     parser.add_argument("--sizes", default="64,1024", help="message sizes in bytes (default: 64,1024)")
+    parser.add_argument("--depths", default=None,
+                        help="messages in flight per connection, comma-separated (default: 1,8,32; quick: 1)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=None, help="measured seconds per run (default: 5, quick 3)")
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -196,6 +199,7 @@ def main() -> int:
         return 0
     if args.quick:
         args.connections, args.sizes = "100", "64"
+    args.depths = args.depths or ("1" if args.quick else "1,8,32")
     args.duration = args.duration or (3.0 if args.quick else 5.0)
     if not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
         print(f"needs CPUs {SERVER_CPU} and {CLIENT_CPU}, to pin the server and the load generator apart")
@@ -206,7 +210,7 @@ def main() -> int:
               f"ratios against the Python baselines", flush=True)
     else:
         print(f"C reference: {how}", flush=True)
-    cells = [{"connections": int(c), "size": int(s)}
+    cells = [{"connections": int(c), "size": int(s), "depth": int(d)} for d in args.depths.split(",")
              for s in args.sizes.split(",") for c in args.connections.split(",")]
     specs = [spec for spec in catalogue(ref, [m for m in args.models.split(",") if m])
              if spec.kind != "baseline" or args.baselines == "all"
@@ -215,7 +219,7 @@ def main() -> int:
     rows = run_matrix(specs, cells, ref, args)
     run = {"command": " ".join(sys.argv[1:]), "started": started, "seconds": round(time.time() - started),
            "duration": args.duration, "warmup": args.warmup, "rounds": args.rounds,
-           "cells": [f"{cell['connections']} x {cell['size']} B" for cell in cells],
+           "cells": [report.cell_name(cell) for cell in cells],
            "load_average_at_start": report.machine()["load_average_at_start"]}
     results = {"machine": report.machine(), "reference": how if ref else None,
                "load_generator": "loadgen.c" if ref else "iomodels bench", "server_cpu": SERVER_CPU,

@@ -57,8 +57,8 @@ def catalogue(ref: Path | None, models: list[str]) -> list[Spec]:
     specs += [
         Spec("asyncio Protocol", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0")),
         Spec("uvloop Protocol", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0", "--uvloop")),
-        # What bounding every read with a BufferedProtocol costs by itself (our event-loop models
-        # bound reads with a plain Protocol instead).
+        # What bounding every read with a BufferedProtocol would cost by itself (the event-loop
+        # models use a plain Protocol, as the two above).
         Spec("asyncio Buffered", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0", "--buffered")),
         Spec("uvloop Buffered", "baseline", (py, str(BASELINES / "asyncio_echo.py"), "0", "--uvloop",
                                              "--buffered")),

@@ -2,9 +2,9 @@
 
     python asyncio_echo.py [PORT] [--uvloop] [--buffered]
 
-`--buffered`: an `asyncio.BufferedProtocol` reading into one 64 KiB buffer, the other way to
-bound every read (the asyncio and uvloop models bound theirs with a plain Protocol, see
-iomodels/serving/models/_eventloop.py); what that way costs by itself, with nothing else."""
+`--buffered`: an `asyncio.BufferedProtocol` reading into one 64 KiB buffer: what bounding every
+read that way would cost by itself (the asyncio and uvloop models use a plain Protocol, as `Echo`
+here, and bound asyncio's reads with the transport's `max_size` instead)."""
 import asyncio
 import sys
 

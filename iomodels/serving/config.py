@@ -45,9 +45,9 @@ class ServerConfig:
     low_water: int = DEFAULT_LOW_WATER
     # select's timeout (the tutorial's 0.5 s "ask every half second").
     poll_interval: float = 0.5
-    # multishot measured cheaper than oneshot for small requests (no receive to submit again per
-    # request), the common case here; from about 4 KiB messages oneshot costs less: see
-    # `iomodels explain io_uring`.
+    # multishot: no receive to submit per request and no buffer per idle connection, the common
+    # case here; oneshot: a buffer of --recv-size per connection, so a big message arrives in few
+    # completions. `iomodels explain io_uring` says why; BENCHMARKS.md measures both.
     uring_mode: str = "multishot"
     # Bytes asked of one recv call.
     recv_size: int = 65536

@@ -9,7 +9,11 @@ change there is a change here. What we rely on, from its documentation:
 - every prepared operation keeps its buffer (and its `user_data`) alive until its completion
   has been delivered, so a buffer handed to the kernel cannot be freed under it;
 - a multishot operation delivers intermediate completions (flag MORE) as new objects and its
-  final one as the handle `prepare` returned.
+  final one as the handle `prepare` returned;
+- a `send_all` finishes a partial send itself (the next leg is submitted from C, no Python runs),
+  and while one is in flight on a socket, a later send_all, shutdown or close on the same fd waits
+  in a per-fd queue inside the binding: sends on one socket leave in order, one at a time, and a
+  close queued behind them runs after the last. `skip_success` on it: only a failure is delivered.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ SOCK_NONEMPTY = uring_api.IORING_CQE_F_SOCK_NONEMPTY
 # A peer that is gone makes a send fail with EPIPE, never raise SIGPIPE.
 SEND_FLAGS = socket.MSG_NOSIGNAL
 POLLIN = 0x001
+_NO_WAIT = 1e-9  # the shortest timeout that enters the kernel (0 would only peek)
 
 # One submitter thread that also reaps: the kernel may skip locking, and runs completion work
 # (DEFER_TASKRUN) only when we ask for completions, instead of interrupting us to run it.
@@ -60,23 +65,49 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _closed(completion: Completion) -> None:
+    """A close failed: the descriptor was ours and open, so this is a bug."""
+    raise OSError(-completion.res, "close() of a connection failed")
+
+
 class Ring:
     """A ring whose completions each carry a callable (`user_data`) to hand the completion to.
 
-    The two operations of every request are the C methods themselves, without a Python frame
-    in between: `recv(fd, buffer, 0, on_done)` (the kernel copies the data into `buffer`, then
-    completes with the count) and `send(fd, data, SEND_FLAGS, on_done)`.
+    `recv(fd, buffer, 0, on_done)` is the C method itself, without a Python frame in between
+    (the kernel copies the data into `buffer`, then completes with the count).
     """
 
     recv: Callable[[int, object, int, Callable], Completion]
-    send: Callable[[int, bytes, int, Callable], Completion]
 
     def __init__(self, entries: int):
         flags = _FAST_FLAGS if uring_api.probe(flags=_FAST_FLAGS) else 0
         # Twice as many completion slots as submissions: a multishot operation can post many.
         self._ring = uring_api.Ring(entries=entries, flags=flags, cq_entries=2 * entries)
         self.recv = self._ring.prepare_recv
-        self.send = self._ring.prepare_send
+        self._construct_send_all = self._ring.construct_send_all
+        self._prepare = self._ring.prepare
+
+    def send_unreported(self, fd: int, data: bytes, on_failure: Callable) -> None:
+        """Send all of `data` (after the sends before it on `fd`); its completion is delivered
+        to `on_failure` only if it fails: a successful one costs no Python at all."""
+        operation = self._construct_send_all(fd, data, SEND_FLAGS, on_failure)
+        operation.skip_success = True
+        self._prepare(operation)
+
+    def send_reported(self, fd: int, data: bytes, on_done: Callable) -> Completion:
+        """Send all of `data` (after the sends before it on `fd`); complete once all of it went
+        (the byte count), or with the error that stopped it."""
+        return self._ring.prepare_send_all(fd, data, SEND_FLAGS, on_done)
+
+    def close_after_sends(self, fd: int) -> None:
+        """Close `fd` once the sends queued on it are done (their bytes then reach the peer
+        before the FIN). The number stays ours until then: nothing queued can reach a socket
+        that reuses it."""
+        # (Not prepare_close_nowait: a wait with no reported operation pending does not publish
+        # it. A skip_success one counts as pending until it completes.)
+        operation = self._ring.construct_close(fd, _closed)
+        operation.skip_success = True
+        self._prepare(operation)
 
     def accept(self, fd: int, multishot: bool, on_done: Callable) -> Completion:
         if multishot:
@@ -106,9 +137,11 @@ class Ring:
         """Publish what is prepared and wait up to `timeout` s (None: no limit) for completions.
 
         A signal interrupting the wait returns no completions: its Python handler has already run.
+        A timeout of 0 still enters the kernel: with DEFER_TASKRUN, completions are only posted
+        inside io_uring_enter, and the binding's wait(0) only peeks at the queue.
         """
         try:
-            return self._ring.wait(timeout)
+            return self._ring.wait(timeout or _NO_WAIT if timeout is not None else None)
         except InterruptedError:
             return []
 

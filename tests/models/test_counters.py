@@ -109,9 +109,10 @@ def test_event_loop_counters_show_the_loop_at_work(serve, model, flags, tmp_path
     assert counters["bytes_in"] == counters["bytes_out"] == requests * len(b"count me")
     assert counters["loop_iterations"] >= requests
     assert counters["events"] >= requests
-    if model == "io_uring":  # a receive and a send complete per request, submitted in batches
-        assert counters["completions"] >= 2 * requests
-        assert 0 < counters["submits"] <= counters["completions"]
+    if model == "io_uring":  # a receive completes per request (a send only if it fails), in batches
+        assert counters["completions"] >= requests
+        # At most one io_uring_enter per turn of the loop, and a few to start and to stop.
+        assert 0 < counters["submits"] <= counters["loop_iterations"] + 10, counters
     else:
         assert counters["submits"] == counters["completions"] == 0
     print(model, flags, json.dumps({k: counters[k] for k in (

@@ -151,7 +151,7 @@ def test_io_uring_accept_completion_errors(code):
     listener = socket.create_server(("127.0.0.1", 0))
     try:
         config = ServerConfig(uring_mode="oneshot")
-        proactor = io_uring._Proactor(ring, listener, config, stats, stop, toolkit.session_factory(config))
+        proactor = io_uring.Proactor(ring, listener, config, stats, stop, toolkit.session_factory(config))
         proactor.arm_accept()
         completion = ring.armed[-1]
         completion.res = -code

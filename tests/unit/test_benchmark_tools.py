@@ -49,14 +49,14 @@ def _row(server, seq, cpu, rps=100.0, round_=0):
 def test_a_server_is_set_against_the_c_runs_that_bracket_it():
     rows = [_row("C epoll", 0, 4.0), _row("epoll", 1, 5.5), _row("C epoll", 2, 6.0), _row("poll", 3, 9.0),
             _row("C epoll", 4, 12.0)]
-    assert report.ratios(rows, "epoll", report.C)[(100, 64)] == [pytest.approx(5.5 / 5.0)]
-    assert report.ratios(rows, "poll", report.C)[(100, 64)] == [pytest.approx(9.0 / 9.0)]
-    assert report.ratios(rows, "poll", "epoll")[(100, 64)] == [pytest.approx(9.0 / 5.5)]
-    assert report.ratios(rows, report.C, report.C)[(100, 64)] == [1.0]
+    assert report.ratios(rows, "epoll", report.C)[(100, 64, 1)] == [pytest.approx(5.5 / 5.0)]
+    assert report.ratios(rows, "poll", report.C)[(100, 64, 1)] == [pytest.approx(9.0 / 9.0)]
+    assert report.ratios(rows, "poll", "epoll")[(100, 64, 1)] == [pytest.approx(9.0 / 5.5)]
+    assert report.ratios(rows, report.C, report.C)[(100, 64, 1)] == [1.0]
 
 
 def test_ratios_are_taken_per_round_and_failed_runs_are_left_out():
     rows = [_row("C epoll", 0, 5.0), _row("epoll", 1, 5.5), _row("C epoll", 2, 5.0),
             _row("C epoll", 0, 10.0, round_=1), _row("epoll", 1, 12.0, round_=1), _row("C epoll", 2, 10.0, round_=1),
             {"server": "epoll", "connections": 100, "size": 64, "round": 2, "seq": 1, "failed": "did not start"}]
-    assert sorted(report.ratios(rows, "epoll", report.C)[(100, 64)]) == [pytest.approx(1.1), pytest.approx(1.2)]
+    assert sorted(report.ratios(rows, "epoll", report.C)[(100, 64, 1)]) == [pytest.approx(1.1), pytest.approx(1.2)]

@@ -8,7 +8,7 @@ reading.
 
 Protocols rather than streams: a callback per chunk costs one Python call, where streams add a
 coroutine, a future and a reader buffer per read. A plain `Protocol` rather than a
-`BufferedProtocol` that would read into one buffer of ours: the buffered kind pays one more
+`BufferedProtocol` that would read into one buffer of ours: the buffered kind costs one more
 Python call per read (`get_buffer`) and a copy out of the shared buffer (BENCHMARKS.md measures
 it: the `asyncio Buffered` and `uvloop Buffered` baselines), and it would buy only a bound on
 each read. That bound is kept
@@ -86,8 +86,9 @@ class EchoProtocol(asyncio.Protocol):
         self.transport.write(self.session.reply_to(data))
         stats.send_calls += 1
         stats.bytes_out += nbytes
-        if self.hub.count_turns:
-            self.hub.note_turn()
+        hub = self.hub
+        if not hub.turn_noted:  # once per turn at most (and never where the loop counts its turns)
+            hub.note_turn()
 
     def eof_received(self) -> bool:
         self.stats.events += 1
@@ -125,9 +126,10 @@ class _Hub:
         self.config = config
         self.stats = stats
         self.stop = stop
-        # Loops without a counting selector (uvloop) count turns that ran our callbacks instead.
-        self.count_turns = count_turns
-        self._turn_noted = False
+        # Loops without a counting selector (uvloop) count turns that ran our callbacks instead:
+        # the first callback of a turn notes it. A loop that counts its own turns starts (and
+        # stays) noted, so its callbacks pay one attribute test and no call.
+        self.turn_noted = not count_turns
         # Live protocols. stats.connections_open also counts sockets still being adopted.
         self.connections: set[EchoProtocol] = set()
         self._adopting: set[asyncio.Task] = set()
@@ -190,12 +192,11 @@ class _Hub:
 
     def note_turn(self) -> None:
         # call_soon runs after this turn's I/O callbacks: one count per loop turn that had work.
-        if not self._turn_noted:
-            self._turn_noted = True
-            self.loop.call_soon(self._end_turn)
+        self.turn_noted = True
+        self.loop.call_soon(self._end_turn)
 
     def _end_turn(self) -> None:
-        self._turn_noted = False
+        self.turn_noted = False
         self.stats.loop_iterations += 1
 
     def _sweep(self) -> None:

@@ -4,61 +4,71 @@ This is the model of section 1.4, "the kernel copies the data into the user's me
 the user it is done": the completion model, a "proactor". We do not ask whether a socket is ready
 and then read it ourselves, as every readiness model does (select, poll, epoll, and the asyncio
 and uvloop loops, where the copy happens in our thread after the wake-up). We hand the kernel
-whole operations: "accept on this listener", "receive into this buffer", "send these bytes". The
+whole operations: "accept on this listener", "receive into a buffer", "send these bytes". The
 kernel waits for the data *and* copies it into our buffer, and then posts a completion with the
 result: a new fd, a byte count, or a negative errno.
 
-Who waits where: one thread, in `io_uring_enter()`, for all connections, and neither phase of
-input blocks it: when a completion arrives, the bytes are already in our memory. Operations are
-written into a submission queue shared with the kernel and published in a batch: one
-`io_uring_enter` per turn of the loop, however many operations it carries. Completions are read
-from a shared completion queue; the wait takes a second `io_uring_enter` only when none is ready
-yet. Where epoll needs an `epoll_wait` plus a `recv` and a `send` per request, each a system call,
-here the system calls per request fall as load rises (at 100 busy connections, about ten
-requests per `io_uring_enter`): the `submits`, `wait_calls` and `completions` counters show it.
+Who waits where: one thread, in `io_uring_enter()`, for all connections: `Proactor.turn` is the
+whole loop. Operations are written into a submission queue shared with the kernel and published
+together, once per turn; completions are read from a shared completion queue, all the ready ones
+at once. The ring is set up for one thread (SINGLE_ISSUER) with DEFER_TASKRUN: the kernel does the
+work that finishes an operation (copying a receive's data, posting its completion) only when we
+ask for completions, instead of interrupting us to do it. So a turn costs two enters at most
+(publish, then wait: a wait with completions already posted needs none), however many requests
+it carries; epoll pays `epoll_wait` plus a `recv` and a `send` per request.
 
-What it costs: a buffer must be committed to every pending receive, before any data exists.
-`--uring-mode oneshot` gives each connection its own `--recv-size` buffer (an anonymous mapping, so
-the pages become resident only once the kernel writes into them) and submits a new receive after
-each completion. `--uring-mode multishot` (the default) submits one receive per connection that
-stays armed, and the kernel takes a buffer from a shared ring of provided buffers only when data
-arrives: memory no longer grows with idle connections, but when the ring runs dry a receive ends
-with ENOBUFS and must be armed again; we copy the bytes out of the buffer, which hands it back.
-These buffers are small (`--recv-size`/32: see back-pressure below), so a big message comes in many
-completions; their replies still leave in one send, as a completion flagged SOCK_NONEMPTY (the
-socket holds more) leaves its reply for the next one to send. Each buffer stays referenced until
-its completion arrives: freeing it earlier would let the kernel write into memory we reused.
-Measured on a 2-core machine (100 connections x 64 bytes), io_uring costs about what the `epoll`
-model costs per request: most of that is the kernel's TCP work, which io_uring does not remove (it
-saves system-call crossings, about two per request, not the work), and on Python 3.11 the binding's
-own locks give back in user space what the saved crossings were worth. Multishot costs about 8 %
-less than oneshot there, having no receive to submit per request; with bigger messages oneshot
-costs less (10 % at 4 KiB, less than half at 64 KiB), and 16 KiB buffers (`--recv-size 512K`) would
-save multishot about 10 % there.
+One completion per request. A request's receive completes, and its handler hands the reply to the
+kernel as a send whose success is not reported (`send_all` with skip_success in the binding): a
+successful send costs no completion, no Python object and no handler call; a failed one comes
+back to `send_failed`, which closes the connection. The binding queues a socket's sends behind one
+another (bytes never overtake each other) and submits the rest of a partial send itself, from C.
+
+What it costs, and why it is not simply cheaper than epoll: most of a request's CPU is the kernel's
+TCP work, the same whoever asks for it (the send transmits over loopback and, in the same call,
+runs the peer's receive path). io_uring saves the crossings into the kernel, not that work, and
+brings its own: a receive that finds no data arms a poll on the socket, the wake-up queues task
+work, and that work copies the data, picks a provided buffer and posts the completion; on a
+small message this costs about what the saved crossings did. In user space every completion is
+a Python object whose fields are read through the binding, which keeps each operation's buffer
+and handler alive until the kernel is done with them and guards that bookkeeping with locks: on
+CPython before 3.13 each one is a semaphore and a clock read (the interpreter computes a deadline
+even for an untimed wait), a cost epoll's plain `recv`/`send` calls do not have. BENCHMARKS.md
+("Goals") measures the balance and profiles it.
+
+Two receive strategies (`--uring-mode`, `_uring_connections.py`), because each wins somewhere:
+- multishot (the default): one receive per connection stays armed, and the kernel takes a buffer
+  from a shared ring of provided buffers only when data arrives: no receive to submit per request,
+  and memory does not grow with idle connections. When the ring runs dry a receive ends with
+  ENOBUFS and is armed again; we copy the bytes out, which hands the buffer back. The buffers are
+  small (`--recv-size`/32: see back-pressure), so a big message comes in many completions; their
+  replies still leave in one send, as a completion flagged SOCK_NONEMPTY (the socket holds more)
+  holds its reply back for the next one.
+- oneshot: each connection has its own `--recv-size` buffer (an anonymous mapping, resident only
+  once the kernel writes into it) and submits a new receive after each completion: one more
+  operation per request, but a big message arrives in few completions.
 
 How it fails, and what we do: a negative result is an error on that one connection (a reset or a
-broken pipe closes it quietly, anything else is logged). A send may take only part of the bytes: we
-submit the rest. Back-pressure: while a peer's unsent output is above `--high-water`, its receive
-is not re-armed (multishot: it is cancelled), so a client that never reads cannot grow our memory.
-A cancel does not stop a pass already under way: while the socket has data, the kernel fills up to
-32 buffers in one go (MULTISHOT_MAX_RETRY in Linux's io_uring/net.c), and those bytes are ours to
-take; buffers of `--recv-size`/32 bound that by about one `--recv-size` per paused peer, as
-oneshot's receive in flight (a late completion cancels again: a cancel may race the next pass).
-(Leaving those bytes in their buffers until the peer reads would let a handful of peers that never
-read empty the ring for everyone.) Twenty peers that never read grew the server by 18 MiB with 16
-KiB buffers, by 3 MiB with these. One send at most is in flight per connection, so bytes never
-overtake each other. io_uring may be forbidden (a seccomp profile, `kernel.io_uring_disabled`):
-then `iomodels serve` says so in one line and exits with status 2. SIGTERM wakes the wait through a
-poll operation on the stop pipe, and on a pipe Python's C signal handler writes to.
+broken pipe closes it quietly, anything else is logged). Back-pressure without send completions:
+a connection counts the bytes it handed over; once more than `--high-water` are unconfirmed it
+pauses reading (multishot: cancels its receive) and reports its sends ("fences": a fence's
+completion confirms it and every send before it), until the confirmed mark comes within
+`--low-water` of what was handed over. A cancel does not stop a pass already under way: while the
+socket has data, the kernel fills up to 32 buffers in one go (MULTISHOT_MAX_RETRY in Linux's
+io_uring/net.c), and those bytes are ours to take; buffers of `--recv-size`/32 bound that by about
+one `--recv-size` per paused peer, as oneshot's receive in flight. End of input: an empty fence
+says when the replies before it are out, then the connection closes. A connection's descriptor is
+closed through the ring, behind its queued sends: until then its number is not free, so no queued
+operation can land on a socket that reuses it. io_uring may be forbidden (a seccomp profile,
+`kernel.io_uring_disabled`): then `iomodels serve` says so in one line and exits with status 2.
+SIGTERM wakes the wait through a poll operation on the stop pipe, and on a pipe Python's C signal
+handler writes to.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import heapq
 import itertools
-import mmap
 import os
 import signal
 import socket
@@ -66,15 +76,16 @@ import threading
 import time
 
 from iomodels.serving import toolkit, uring
-from iomodels.serving.core import EchoSession
 from iomodels.serving.models import ModelInfo
-from iomodels.serving.models._sweep import Sweep, unsent_on_fd
+from iomodels.serving.models._sweep import Sweep
+from iomodels.serving.models._uring_connections import (Connection, MultishotConnection,
+                                                        OneshotConnection, unsent)
 
 MODEL = ModelInfo(
     kind="completion",
     name="io_uring", family="asynchronous I/O, completion-based (proactor)", section="1.4",
     variants=(("--uring-mode", "oneshot"), ("--uring-mode", "multishot")),
-    waits_in="io_uring_enter(): submits a batch, waits for completions",
+    waits_in="io_uring_enter(): submits a batch, waits for completions (Proactor.turn)",
     cost="a buffer committed per pending receive; one system call per batch of operations",
     multi_worker=True, reads=("recv_size", "uring_mode"))
 
@@ -87,162 +98,36 @@ RING_ENTRIES = 4096
 BUFFER_COUNT = 256
 PASS_BUFFERS = 32
 MAX_PROVIDED_BUFFER = 16 * 1024
-# A receive that ended with these is no error: we cancelled it (back-pressure), or the provided
-# buffers ran out for a moment. It is armed again as soon as reading may go on.
-_REARM = frozenset({errno.ECANCELED, errno.ENOBUFS})
 _MORE = uring.MORE
-_NONEMPTY = uring.SOCK_NONEMPTY
+CONNECTIONS = {"multishot": MultishotConnection, "oneshot": OneshotConnection}
 
 
 def provided_buffer_size(recv_size: int) -> int:
     return max(1, min(recv_size // PASS_BUFFERS, MAX_PROVIDED_BUFFER))
 
 
-class _Conn:
-    """One connection: its socket, protocol state, and at most one receive and one send in flight.
+class Proactor:
+    """The loop: submit, wait for completions, call each one's handler, run timers.
 
-    The handlers run once per completion, so they are written flat: few calls, locals for what
-    is used twice.
+    It waits in one place, `turn()`: `self.ring.submit_and_wait(timeout)`; `run()` turns it.
     """
 
-    __slots__ = ("p", "ring", "stats", "sock", "fd", "session", "buf", "recv_op", "send_size",
-                 "quiet_ticks", "started", "unsent_mark", "closed", "on_recv", "on_send")
-
-    def __init__(self, proactor: _Proactor, sock: socket.socket):
-        self.p = proactor
-        self.ring = proactor.ring
-        self.stats = proactor.stats
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.session = proactor.new_session()
-        self.buf = proactor.new_buffer()
-        self.recv_op: uring.Completion | None = None
-        self.send_size = 0  # bytes of the send in flight (0: none)
-        self.quiet_ticks = 0
-        self.started = time.monotonic()
-        self.unsent_mark = 0
-        self.closed = False
-        # Bound once: every operation carries one of these as its user_data (close() drops them).
-        self.on_recv = self._recv_done_multishot if proactor.multishot else self._recv_done
-        self.on_send = self._send_done
-
-    def arm_recv(self) -> None:
-        if self.p.multishot:
-            self.recv_op = self.ring.recv_multishot(self.fd, self.p.buffers, self.on_recv)
-        else:
-            self.recv_op = self.ring.recv(self.fd, self.buf, 0, self.on_recv)
-
-    def _recv_done(self, c: uring.Completion) -> None:
-        self.recv_op = None
-        res = c.res
-        if self.closed:
-            return  # only now may the buffer go: the kernel is done with it
-        if res <= 0:
-            self._recv_ended(res)
-        elif not self._received(self.buf[:res]):
-            self.recv_op = self.ring.recv(self.fd, self.buf, 0, self.on_recv)
-
-    def _recv_done_multishot(self, c: uring.Completion) -> None:
-        res = c.res
-        flags = c.flags
-        if res > 0 and not self.closed:
-            # SOCK_NONEMPTY: the socket holds more, whose completion follows at once, so one send
-            # can carry both replies (a 64 KiB message fills 32 buffers, and needs one send).
-            paused = self._received(bytes(c.result), flags & _NONEMPTY)  # the copy frees the buffer
-            if paused and self.recv_op is not None:
-                self.ring.cancel(self.recv_op)  # back-pressure: the kernel must stop filling buffers
-        # Only the final completion of an operation is the handle that prepare returned.
-        if c is not self.recv_op or flags & _MORE:
-            return
-        self.recv_op = None
-        if self.closed:
-            return
-        if not self.send_size and self.session.pending():
-            self._send(self.session.pending())  # held back for a completion that will not come now
-        if res <= 0:
-            self._recv_ended(res)
-        elif self.session.wants_read:
-            self.arm_recv()
-
-    def _received(self, data: bytes, more_coming: int = 0) -> bool:
-        """Take data, send the reply unless more is coming; return whether reading must pause."""
-        stats = self.stats
-        stats.recv_calls += 1
-        stats.bytes_in += len(data)
-        self.quiet_ticks = 0
-        session = self.session
-        pending = session.receive_data(data)
-        paused = session.reading_paused
-        if not self.send_size and (paused or not more_coming):
-            self._send(pending)
-        return paused
-
-    def _recv_ended(self, res: int) -> None:
-        """A receive completed without data: end of input, or an error (ours or the peer's)."""
-        session = self.session
-        if res == 0:
-            self.stats.recv_calls += 1
-            session.receive_eof()
-            if session.finished:
-                self.p.close(self)
-        elif -res not in _REARM:
-            self.p.fail(self, OSError(-res, os.strerror(-res)))
-        elif session.wants_read:
-            self.arm_recv()  # ENOBUFS: the buffers in use are back by the time this is submitted
-
-    def _send(self, pending: bytes | bytearray) -> None:
-        # A bytearray grows while its send is in flight: the kernel gets an immutable copy.
-        data = pending if type(pending) is bytes else bytes(pending)
-        self.send_size = len(data)
-        self.stats.send_calls += 1
-        self.ring.send(self.fd, data, uring.SEND_FLAGS, self.on_send)
-
-    def _send_done(self, c: uring.Completion) -> None:
-        size = self.send_size
-        self.send_size = 0
-        res = c.res
-        if self.closed:
-            return
-        if res < 0:
-            self.p.fail(self, OSError(-res, os.strerror(-res)))
-            return
-        stats = self.stats
-        stats.bytes_out += res
-        if res < size:
-            stats.send_partial += 1
-        session = self.session
-        was_paused = session.reading_paused
-        session.sent(res)
-        pending = session.pending()
-        if pending:
-            self._send(pending)  # the rest of a partial send, and what arrived meanwhile
-        elif session.eof_received:
-            self.p.close(self)
-            return
-        if was_paused and session.wants_read and self.recv_op is None:
-            self.arm_recv()
-
-
-class _Proactor:
-    """The loop: submit, wait for completions, call each one's handler, run timers."""
-
-    def __init__(self, ring: uring.Ring, listener: socket.socket, config, stats, stop: toolkit.Stop, new_session):
+    def __init__(self, ring: uring.Ring, listener: socket.socket, config, stats, stop: toolkit.Stop,
+                 new_session):
         self.new_session = new_session
         self.ring, self.listener, self.config, self.stats, self.stop = ring, listener, config, stats, stop
         self.multishot = config.uring_mode == "multishot"
+        self.connection_class = CONNECTIONS[config.uring_mode]
+        # The shared ring of provided buffers the multishot receives take from.
         self.buffers = ring.buffer_group(provided_buffer_size(config.recv_size), BUFFER_COUNT) \
             if self.multishot else None
-        self.connections: set[_Conn] = set()
+        self.connections: set[Connection] = set()
         self.accept_op: uring.Completion | None = None
         self.backoff = toolkit.AcceptBackoff(stats)
-        self.sweep = Sweep(config, stats, unsent_on_fd)
+        self.sweep = Sweep(config, stats, unsent)
         self.timers: list[tuple[float, int, object]] = []  # a heap of (monotonic time, seq, callable)
         self._timer_seq = itertools.count()
         self.draining = False
-
-    def new_buffer(self):
-        # Anonymous memory: a receive buffer costs resident pages only once data lands in it.
-        return None if self.multishot else mmap.mmap(-1, self.config.recv_size)
 
     # -- accepting -------------------------------------------------------------------------
 
@@ -250,9 +135,9 @@ class _Proactor:
         if not self.stop.requested:
             self.accept_op = self.ring.accept(self.listener.fileno(), self.multishot, self.accepted)
 
-    def accepted(self, c: uring.Completion) -> None:
-        res = c.res
-        final = c is self.accept_op and not c.flags & _MORE
+    def accepted(self, completion: uring.Completion) -> None:
+        res = completion.res
+        final = completion is self.accept_op and not completion.flags & _MORE
         if final:
             self.accept_op = None
         if res >= 0:
@@ -275,37 +160,37 @@ class _Proactor:
             return
         if not toolkit.admit(sock, self.config, self.stats):
             return
-        conn = _Conn(self, sock)
+        conn = self.connection_class(self, sock)
         self.connections.add(conn)
-        conn.arm_recv()
+        conn.arm_receive()
 
     # -- closing ---------------------------------------------------------------------------
 
-    def close(self, conn: _Conn, abortive: bool = False) -> None:
+    def close(self, conn: Connection, abortive: bool = False) -> None:
         """Release `conn`. Abortive: operations may be in flight, and are made to finish first."""
         if conn.closed:
             return
         conn.closed = True
         self.connections.discard(conn)
         if abortive:
-            # An SQE still queued for this fd would run on whatever socket reuses the number.
-            self.ring.submit()
             # shutdown() completes a pending receive (EOF) or send (EPIPE) at once; close() alone
             # would not, the ring holding its own reference to the socket. SHUT_WR (a FIN) only
             # for a send in flight: its FIN queues behind the output the peer is not taking.
             with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR if conn.send_size else socket.SHUT_RD)
+                # SHUT_WR (a FIN) only while sends may be in flight: that FIN queues behind the
+                # output the peer is not taking, and wakes them with EPIPE.
+                conn.sock.shutdown(socket.SHUT_RDWR if conn.handed > conn.confirmed else socket.SHUT_RD)
+        # The ring closes the descriptor behind the sends queued on it; until then the number is
+        # not free, so no operation of ours can land on a socket that reuses it.
+        self.ring.close_after_sends(conn.sock.detach())
         toolkit.release(conn.sock, self.stats)
-        # The handlers bound in __init__ make each connection a reference cycle: without this its
-        # pending output and buffer would wait for a full garbage collection (hundreds of MiB
-        # under churn). An operation still in flight keeps what it uses alive by itself.
-        conn.on_recv = conn.on_send = conn.session = conn.buf = None
+        conn.drop_references()
 
-    def fail(self, conn: _Conn, exc: Exception) -> None:
+    def fail(self, conn: Connection, exc: Exception) -> None:
         toolkit.connection_failed(exc, self.stats)
         self.close(conn, abortive=True)
 
-    # -- timers and the loop ---------------------------------------------------------------
+    # -- timers ----------------------------------------------------------------------------
 
     def call_at(self, when: float, callback) -> None:
         heapq.heappush(self.timers, (when, next(self._timer_seq), callback))
@@ -325,10 +210,12 @@ class _Proactor:
             deadline = min(deadline, self.timers[0][0])
         return None if deadline == float("inf") else max(0.0, deadline - now)
 
-    def stop_requested(self, c: uring.Completion) -> None:
+    def stop_requested(self, completion: uring.Completion) -> None:
         self.draining = True
         if self.accept_op is not None:
             self.ring.cancel(self.accept_op)
+
+    # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:
         ring, stats = self.ring, self.stats
@@ -341,7 +228,7 @@ class _Proactor:
             previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         polls = {}
 
-        def woken(c):
+        def woken(completion):
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_read, 4096)
             polls["signal"] = ring.poll_in(wake_read, woken)
@@ -354,24 +241,7 @@ class _Proactor:
                 self.call_at(time.monotonic() + self.sweep.interval, self._sweep)
             timeout = self._run_timers()
             while not self.draining or (self.connections and time.monotonic() < self.stop.deadline):
-                batch = ring.submit_and_wait(timeout)
-                stats.wait_calls += 1
-                stats.loop_iterations += 1
-                stats.completions += len(batch)
-                stats.events += len(batch)
-                if not batch:
-                    stats.empty_wakeups += 1
-                elif not stats.loop_iterations % 64:  # the ring counts its own enters
-                    stats.submits = ring.submit_calls()
-                for c in batch:
-                    handler = c.user_data
-                    try:
-                        handler(c)
-                    except Exception as exc:
-                        owner = getattr(handler, "__self__", None)
-                        if not isinstance(owner, _Conn):
-                            raise
-                        self.fail(owner, exc)
+                self.turn(timeout)
                 timeout = self._run_timers() if self.timers or self.draining else None
             self._finish(polls.values())
         finally:
@@ -380,6 +250,30 @@ class _Proactor:
                 signal.set_wakeup_fd(previous_wakeup)
             os.close(wake_read)
             os.close(wake_write)
+
+    def turn(self, timeout: float | None) -> None:
+        """One turn of the loop: THE WAIT, then every completion it brought handled."""
+        ring, stats = self.ring, self.stats
+        # Publish every operation the handlers prepared, then sleep in io_uring_enter until a
+        # completion is ready (or `timeout` s pass); all the ready ones come back at once.
+        completions = ring.submit_and_wait(timeout)
+        stats.wait_calls += 1
+        stats.loop_iterations += 1
+        stats.completions += len(completions)
+        stats.events += len(completions)
+        if not completions:
+            stats.empty_wakeups += 1
+        elif not stats.loop_iterations & 127:  # the ring counts its own enters (a dict)
+            stats.submits = ring.submit_calls()
+        for completion in completions:
+            handler = completion.user_data
+            try:
+                handler(completion)
+            except Exception as exc:
+                owner = getattr(handler, "__self__", None)
+                if not isinstance(owner, Connection):
+                    raise
+                self.fail(owner, exc)
 
     def _finish(self, polls) -> None:
         """Close what is left, then let every operation still in the kernel complete.
@@ -402,6 +296,6 @@ class _Proactor:
 def serve(listener, config, stats, stop, new_session):
     ring = uring.Ring(RING_ENTRIES)
     try:
-        _Proactor(ring, listener, config, stats, stop, new_session).run()
+        Proactor(ring, listener, config, stats, stop, new_session).run()
     finally:
         ring.close()
