@@ -209,14 +209,22 @@ class Acceptor:
             try:
                 conn, _ = self.listener.accept()
             except OSError as exc:
-                if exc.errno in errnos.WOULD_BLOCK or self.stop.requested:
-                    return None
-                delay = self.backoff.failed(exc)
-                if delay:
+                delay = self.failed(exc)
+                if delay is None or delay:
                     return delay
                 continue
-            self.backoff.succeeded()
+            self.succeeded()
             return conn
+
+    def failed(self, exc: OSError) -> float | None:
+        """An accept() that failed, here or in the kernel (io_uring's accept completions): None if
+        there is nothing more to accept now, else the pause before accepting again (0: at once)."""
+        if exc.errno in errnos.WOULD_BLOCK or self.stop.requested:
+            return None
+        return self.backoff.failed(exc)
+
+    def succeeded(self) -> None:
+        self.backoff.succeeded()
 
 
 def session_factory(config: ServerConfig) -> Callable[[], EchoSession]:

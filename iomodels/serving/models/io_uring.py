@@ -123,7 +123,7 @@ class Proactor:
             if self.multishot else None
         self.connections: set[Connection] = set()
         self.accept_op: uring.Completion | None = None
-        self.backoff = toolkit.AcceptBackoff(stats)
+        self.acceptor = toolkit.Acceptor(listener, stats, stop)
         self.sweep = Sweep(config, stats, unsent)
         self.timers: list[tuple[float, int, object]] = []  # a heap of (monotonic time, seq, callable)
         self._timer_seq = itertools.count()
@@ -141,13 +141,13 @@ class Proactor:
         if final:
             self.accept_op = None
         if res >= 0:
-            self.backoff.succeeded()
+            self.acceptor.succeeded()
             self.admit(socket.socket(self.listener.family, socket.SOCK_STREAM, 0, fileno=res))
             delay = 0.0
-        elif self.stop.requested:
-            return  # Stop.request() shut the listener down: pending accepts fail (EINVAL)
         else:
-            delay = self.backoff.failed(OSError(-res, os.strerror(-res)))
+            delay = self.acceptor.failed(OSError(-res, os.strerror(-res)))
+            if delay is None:
+                return  # the stop shut the listener down: pending accepts fail (EINVAL)
         if final:
             if delay:
                 self.call_at(time.monotonic() + delay, self.arm_accept)
