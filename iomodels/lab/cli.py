@@ -89,7 +89,7 @@ def _finish(console, paths: dict, records) -> None:
     from rich.table import Table
 
     from iomodels.lab.report import VERDICT_CLASS
-    colours = {"holds": "green", "does-not-hold": "red", "not-measured": "bright_black"}
+    colours = {"holds": "green", "does-not-hold": "red", "inconclusive": "yellow", "not-measured": "bright_black"}
     table = Table(title="Claims", show_lines=False)
     for column in ("experiment", "§", "verdict"):
         table.add_column(column)

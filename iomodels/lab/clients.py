@@ -12,10 +12,11 @@ import selectors
 import socket
 import time
 
-from iomodels.addresses import LAST_SOURCE, SourceAddresses, ephemeral_ports
+from iomodels.addresses import LAST_SOURCE, PORT_SHARE, SourceAddresses, ephemeral_ports
 
-# Every lab crowd fits this plan: the spreading starts where one source address runs short.
-SOURCES = SourceAddresses("127.0.0.1", LAST_SOURCE * ephemeral_ports())
+# Every lab crowd fits this plan (as many connections as the policy's addresses carry): the
+# spreading starts where one source address runs short.
+SOURCES = SourceAddresses("127.0.0.1", LAST_SOURCE * max(1, int(ephemeral_ports() * PORT_SHARE)))
 
 
 def connect(address: tuple[str, int], timeout: float = 5.0, index: int = 0) -> socket.socket:

@@ -1,35 +1,59 @@
-"""A few active clients keep sending requests (the bench) while the lab holds 0, then 1,000, then
-10,000 other connections open and silent, each answered once first so that the server really holds
-it (from several 127.0.0.x source addresses when one would run out of ports). What matters is what the idle crowd costs the active clients and the server: does the
-model still answer, how fast, with how much memory and how many threads? A thread or process per
-connection pays for every idle client; a pool is full as soon as the idle clients outnumber its
-threads; `select` cannot watch descriptors numbered 1024 or more; the event loops hold them all in
-one thread. Where a model fails, the table says at what count and why, and larger counts are not
-tried; a count whose memory, extrapolated from the previous one, would not fit is not tried
-either. The blocking server is left out: it serves one client at a time (see the deaf server)."""
+"""A few active clients keep sending requests (the bench) while 0, then 1,000, then 10,000 other
+connections are held open and silent (at `--full`, up to 100,000). What matters is what the idle
+crowd costs the active clients and the server: does the model still answer, how fast, with how
+much memory and how many threads? A thread or process per connection pays for every idle client;
+a pool is full as soon as the idle clients outnumber its threads; `select` cannot watch descriptors
+numbered 1024 or more; the event loops hold them all in one thread.
+
+Up to 10,000 the lab holds the crowd itself and has each idle client answered once, so the server
+really serves it. Beyond that no single process can hold them (20,000 descriptors per process
+here): the load generator's worker processes hold them, from several 127.0.0.x source addresses,
+and the event-loop models run with `--workers` (one process per core and more, SO_REUSEPORT), each
+worker holding its share. Everything the lab reads about the server during the crowd, memory
+(PSS) and threads, comes from /proc, from outside: a server busy with 10,000 threads answers
+nothing slower than a question. Where a model fails, the row says at what count and why, in the
+model's own terms, and larger counts are not tried; a count the model cannot reach by
+construction (one process and its descriptor limit, memory extrapolated from the previous count)
+is not tried either, with the reason. The blocking server is left out: it serves one client at a
+time (see the deaf server)."""
 
 from __future__ import annotations
 
 import resource
+import threading
 import time
 
 from iomodels.serving import models
 from iomodels.lab import clients, plotting
-from iomodels.lab.measuring import fmt, memory_guard, plural, series, under_load
-from iomodels.lab.runner import FAILS, HOLDS, UNKNOWN
+from iomodels.lab.measuring import fmt, medians, memory_guard, plural, series
 from iomodels.lab.servers import ServerFailed
+from iomodels.lab.verdicts import Compare, Rule, from_rows, samples
 
 TITLE = "More connections, not faster ones"
 SECTION = "1.3"
 CLAIM = ("The advantage of select/epoll is not that a single connection is handled faster, but that "
          "many more connections can be handled.")
-# absorb: seconds the server gets to connect and answer the idle crowd once.
+# absorb: seconds the server gets to connect and answer the lab's idle crowd once.
 SCALES = {"tiny": {"idle": (0, 20), "active": 2, "duration": 0.3, "warmup": 0.1, "absorb": 10},
-          "quick": {"idle": (0, 1000, 10_000), "active": 4, "duration": 1.0, "warmup": 0.3, "absorb": 20},
-          "full": {"idle": (0, 1000, 5000, 10_000, 18_000), "active": 4, "duration": 3.0, "warmup": 1.0,
-                   "absorb": 300}}
+          "quick": {"idle": (0, 1000, 10_000), "active": 4, "duration": 1.0, "warmup": 0.3, "absorb": 30},
+          "full": {"idle": (0, 1000, 10_000, 30_000, 100_000), "active": 4, "duration": 3.0, "warmup": 1.0,
+                   "absorb": 120}}
+# The lab holds a crowd up to this size itself (one process, each idle client answered once);
+# beyond it the load generator's workers hold the idle connections.
+CROWD_MAX = 10_000
+# The models built to hold many connections, which run with --workers beyond CROWD_MAX.
+SCALABLE = ("epoll", "epoll-et", "uvloop", "asyncio", "io_uring")
+WORKERS = 6
 # Keeping this share of its throughput without idle clients counts as "still serving well".
 KEPT = 0.5
+RULE = Rule((
+    Compare("epoll: requests/s with the most idle", "at_least", "epoll: requests/s with none", margin=1 - KEPT),
+    Compare("threaded: memory per idle connection", "more", "epoll: memory per idle connection", margin=1,
+            unit=" KiB"),
+    Compare("forking: memory per idle connection", "more", "epoll: memory per idle connection", margin=1,
+            unit=" KiB"),
+), words=f"epoll keeps at least {KEPT:.0%} of its throughput with the most idle connections, while a thread "
+         "(threaded) or a process (forking) per connection costs at least 2× epoll's memory per idle connection")
 
 
 def measure(ctx, record) -> None:
@@ -37,104 +61,194 @@ def measure(ctx, record) -> None:
     names = [name for name in ctx.models(record) if models.info(name).concurrent]
     if "blocking" in ctx.models(record, ["blocking"]):
         record.skipped.append({"model": "blocking", "reason": "serves one client at a time (see the deaf server)"})
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if max(p["idle"]) + p["active"] + 100 > hard:
-        record.notes.append(f"RLIMIT_NOFILE's hard limit ({hard}) caps the connections one process may hold")
-    ctx.begin(TITLE, len(names) * len(p["idle"]))
+    per_process = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    ctx.begin(TITLE, len(names) * len(p["idle"]) + 2 * (ctx.repeats - 1))
     for model in names:
         failed_at, previous = None, None
         for idle in p["idle"]:
             ctx.step(f"{TITLE}: {model}, {idle:,} idle")
             if failed_at is not None:
                 continue
-            reason = memory_guard(previous, idle + p["active"])
+            reason = _cannot_reach(model, idle + p["active"], per_process) or memory_guard(previous, idle + p["active"])
             if reason:
                 record.rows.append({"model": model, "idle": idle, "ok": False, "tried": False, "reason": reason})
                 failed_at = idle
                 continue
-            row = _one(ctx, model, idle, p)
-            record.rows.append(row)
-            previous = {"connections": idle + p["active"], "memory_mb": row.get("memory_mb", 0)}
+            runs = ctx.repeats if model == "epoll" and idle in (0, max(p["idle"])) else 1
+            for run in range(runs):
+                row = _one(ctx, model, idle, p, run)
+                record.rows.append(row)
+                if not row["ok"]:
+                    break
+            previous = {"connections": idle + p["active"], "memory_mib": row.get("memory_mib", 0)}
             if not row["ok"]:
                 failed_at = idle
 
 
-def _one(ctx, model: str, idle: int, p: dict) -> dict:
-    """Hold `idle` clients (each answered once, so the server really serves it), then load."""
-    row = {"model": model, "idle": idle, "tried": True}
+def _cannot_reach(model: str, connections: int, per_process: int) -> str | None:
+    """Why `model` cannot hold `connections` here by construction, or None."""
+    if connections <= CROWD_MAX or model in SCALABLE:
+        return None
+    if model == "forking":
+        return None  # one process per connection: memory_guard and the process limit decide
+    return (f"{model} serves every connection in one process, and one process may hold at most "
+            f"{per_process:,} descriptors here (RLIMIT_NOFILE)")
+
+
+class _Peak:
+    """Samples the server's process tree from /proc while a run lasts: the peak memory and threads."""
+
+    def __init__(self, server, every: float = 0.5):
+        self.server, self.every = server, every
+        self.pss_bytes = self.threads = self.processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="lab-peak", daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                now = self.server.figures()
+            except Exception:  # the server is gone: the run says why
+                return
+            self.pss_bytes = max(self.pss_bytes, now.pss_bytes)
+            self.threads, self.processes = max(self.threads, now.threads), max(self.processes, now.processes)
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> "_Peak":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def _one(ctx, model: str, idle: int, p: dict, run: int) -> dict:
+    """Hold `idle` silent connections, then load the server with `p["active"]` active ones."""
+    crowd_held_by_lab = idle <= CROWD_MAX
+    flags = ("--workers", str(WORKERS)) if not crowd_held_by_lab and model in SCALABLE else ()
+    row = {"model": model, "idle": idle, "run": run, "tried": True,
+           "held_by": "lab" if crowd_held_by_lab else f"bench, {WORKERS} workers",
+           "server_workers": WORKERS if flags else 1}
     started = time.monotonic()
-    with ctx.server(model) as server, clients.Crowd(server.address, idle, deadline=p["absorb"]) as crowd:
-        held = crowd.ping_all(timeout=max(1.0, p["absorb"] - (time.monotonic() - started)), quiet=3.0)
-        figures = server.figures()
-        row.update(idle_connected=crowd.opened, idle_answered=held, absorb_s=round(time.monotonic() - started, 2),
-                   memory_mb=round(figures.pss_bytes / 2**20, 1), threads=figures.threads,
-                   processes=figures.processes)
-        try:
-            counters = server.counters()
-            if held == idle:
-                row.update(under_load(server, connections=p["active"], duration=p["duration"], warmup=p["warmup"]))
-                counters = server.counters()
-        except (ServerFailed, OSError, RuntimeError) as exc:  # BenchError is a RuntimeError
-            row.update(ok=False, reason=f"{type(exc).__name__}: {exc}")
-            if not server.alive():
-                row["reason"] = f"the server died: {server.last_error()}"
-            return row
-    row["ok"] = held == idle and row["errors"] == 0 and row["requests"] > 0
-    if not row["ok"]:
-        row["reason"] = _why(row, counters, crowd.error, p["active"])
+    with ctx.server(model, *flags, nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1]) as server:
+        crowd = clients.Crowd(server.address, idle if crowd_held_by_lab else 0, deadline=p["absorb"])
+        with crowd:
+            held = crowd.ping_all(timeout=max(1.0, p["absorb"] - (time.monotonic() - started)), quiet=3.0)
+            row.update(idle_connected=crowd.opened, idle_answered=held, absorb_s=round(time.monotonic() - started, 2))
+            if crowd_held_by_lab and held < idle:
+                return _failed(server, row, crowd.error, p["active"])
+            bench_args = dict(connections=p["active"], duration=p["duration"], warmup=p["warmup"])
+            if not crowd_held_by_lab:
+                bench_args.update(idle=idle, workers=WORKERS)
+            with _Peak(server) as peak:
+                try:
+                    row.update(_bench(server, **bench_args))
+                except (OSError, RuntimeError) as exc:  # BenchError is a RuntimeError
+                    row["bench_error"] = str(exc)
+            row.update(memory_mib=round(peak.pss_bytes / 2**20, 1), threads=peak.threads, processes=peak.processes)
+        if crowd_held_by_lab:
+            row["idle_answered"] = held
+        else:
+            row["idle_answered"] = idle - row.get("idle_lost", 0) if "requests" in row else 0
+        row["ok"] = ("requests" in row and row["errors"] == 0 and row["requests"] > 0 and row["idle_answered"] == idle)
+        if not row["ok"]:
+            return _failed(server, row, crowd.error, p["active"])
+    return row
+
+
+def _bench(server, **bench_args) -> dict:
+    """The bench's own figures: no question to the server (its CPU comes from /proc, by the bench)."""
+    from iomodels import bench  # imported late: the lab runs without it
+
+    result = bench.run(server.host, server.port, size=64, server_pid=server.pid, **bench_args)
+    row = {"requests": result.requests, "requests_per_s": result.requests_per_s,
+           **{f"{key}_us": value for key, value in result.latency_us.items()},
+           "errors": result.errors, "client_cpu": result.client_cpu, "server_cpu": result.server_cpu,
+           "server_cpu_per_request_us": result.server_cpu_per_request_us}
+    if result.errors:
+        row.update(connect_errors=result.connect_errors, lost=result.lost, idle_lost=result.idle_lost)
+    return row
+
+
+def _failed(server, row: dict, connect_error: str, active: int) -> dict:
+    """Mark the row failed, with the reason in the model's terms (its counters read with a long,
+    bounded wait: a server with thousands of threads answers slowly, and that is not its limit)."""
+    row["ok"] = False
+    if not server.alive():
+        row["reason"] = f"the server exited: {server.last_error() or 'no message'}"
+        return row
+    try:
+        counters = server.counters(timeout=60.0)
+    except (ServerFailed, OSError):
+        counters = {}
+    row["reason"] = _why(row, counters, connect_error, active)
     return row
 
 
 def _why(row: dict, counters: dict, connect_error: str, active: int) -> str:
-    idle, held = row["idle"], row["idle_answered"]
+    idle, held = row["idle"], row.get("idle_answered", 0)
     if counters.get("rejected_fd_too_high"):
         return (f"refused {counters['rejected_fd_too_high']:,} connections whose descriptor was ≥ 1024 "
                 f"(select's FD_SETSIZE)")
     if counters.get("accept_errors"):
         return f"accept() failed {counters['accept_errors']:,} times (out of descriptors or memory)"
+    if counters.get("internal_errors") and row["model"] in ("threaded", "forking"):
+        return (f"could not start a {'thread' if row['model'] == 'threaded' else 'process'} for every connection "
+                f"({counters['internal_errors']:,} refused: threads-max, pid_max or memory)")
     if connect_error:
-        return f"the lab could not connect: {connect_error} (answered: {held:,})"
+        return f"only {row.get('idle_connected', 0):,} of {idle:,} idle clients could connect: {connect_error}"
+    threads = plural(row.get("threads") or 0, "thread")
     if held < idle:
-        return (f"only {held:,} of {idle:,} idle clients were answered in {row['absorb_s']:.0f} s (the server "
-                f"had {plural(row['threads'], 'thread')} in {plural(row['processes'], 'process', 'processes')})")
-    if row["requests"] == 0:
-        return f"the {active} active clients got no reply while {idle:,} idle ones were held"
-    return (f"{row['errors']:,} errors: {row.get('connect_errors', 0):,} failed connects, {row.get('lost', 0):,} "
-            f"lost requests")
+        return (f"answered only {held:,} of {idle:,} idle clients in {row.get('absorb_s', 0):.0f} s "
+                f"(it had {threads}: a full pool, or busy elsewhere)")
+    if row.get("bench_error"):
+        return f"the active clients could not run: {row['bench_error']}"
+    if not row.get("requests"):
+        return f"the {active} active clients got no reply while {idle:,} idle ones were held ({threads})"
+    return (f"{row['errors']:,} errors: {row.get('connect_errors', 0):,} failed connects, "
+            f"{row.get('lost', 0):,} lost requests, {row.get('idle_lost', 0):,} idle connections dropped")
+
+
+def _per_connection(record, model: str):
+    """KiB of server memory per idle connection, at the largest count the model held."""
+    rows = {row["idle"]: row for row in record.rows_for(model=model) if row.get("ok")}
+    base, top = rows.get(0), max((idle for idle in rows if idle), default=None)
+    if base is None or top is None:
+        return None
+    return (rows[top]["memory_mib"] - base["memory_mib"]) * 1024 / top
 
 
 def judge(record):
-    top = max((row["idle"] for row in record.rows), default=0)
-    epoll = {row["idle"]: row for row in record.rows_for(model="epoll")}
-    if 0 not in epoll or top not in epoll or top == 0:
-        return UNKNOWN, "needs epoll measured without and with idle connections"
-    base, crowded = epoll[0], epoll[top]
-    kept = crowded.get("ok") and crowded["requests_per_s"] >= KEPT * base["requests_per_s"]
-    parts = [f"epoll with {fmt(top)} idle: {fmt(crowded.get('requests_per_s'))} req/s "
-             f"({fmt(base['requests_per_s'])} with none), {fmt(crowded.get('memory_mb'))} MB, "
-             f"{plural(crowded.get('threads') or 0, 'thread')}"]
-    costly = False
-    for name in ("threaded", "forking", "threadpool", "select"):
-        rows = {row["idle"]: row for row in record.rows_for(model=name)}
-        failed = next((row for row in rows.values() if not row.get("ok")), None)
-        if failed:
-            costly = True
-            parts.append(f"{name} failed at {fmt(failed['idle'])} idle: {failed['reason']}")
-        elif top in rows and rows[top].get("memory_mb", 0) >= 2 * (crowded.get("memory_mb") or float("inf")):
-            costly = True
-            parts.append(f"{name} needed {fmt(rows[top]['memory_mb'])} MB, {plural(rows[top]['threads'], 'thread')}")
-    verdict = HOLDS if kept and costly else FAILS
-    return verdict, "; ".join(parts)
+    top = max((row["idle"] for row in record.rows_for(model="epoll") if row.get("ok")), default=0)
+    figures = {"epoll: requests/s with none": from_rows(record.rows, "requests_per_s", model="epoll", idle=0),
+               "epoll: requests/s with the most idle": from_rows(record.rows, "requests_per_s", model="epoll",
+                                                                 idle=top) if top else None}
+    for name in ("threaded", "forking", "epoll"):
+        per = _per_connection(record, name)
+        figures[f"{name}: memory per idle connection"] = samples([per]) if per is not None else None
+    verdict, text = RULE.decide(figures)
+    failures = [f"{row['model']} stops at {fmt(row['idle'])} idle: {row['reason']}"
+                for row in record.rows if not row.get("ok")]
+    return verdict, f"the most idle epoll held: {fmt(top)}; {text}" + "".join(f"; {f}" for f in failures)
 
 
 def plots(record):
-    rows = [row for row in record.rows if row.get("ok")]
+    rows = medians([row for row in record.rows if row.get("ok")], "model", "idle")
+    for row in rows:
+        if row["idle"]:
+            base = next((r for r in rows if r["model"] == row["model"] and r["idle"] == 0), None)
+            if base:
+                row["memory_per_idle_connection_kib"] = max(0.0, (row["memory_mib"] - base["memory_mib"]) * 1024 / row["idle"])
+    per_connection = [row for row in rows if row.get("memory_per_idle_connection_kib")]
     return [
-        plotting.lines("Active clients' throughput while idle connections are held",
-                       series(rows, "requests_per_s", "idle"), "idle connections", "requests per second",
-                       logx=True),
-        plotting.lines("Active clients' 99th percentile latency", series(rows, "p99_us", "idle"),
-                       "idle connections", "microseconds (log)", logx=True, logy=True),
-        plotting.lines("Server memory (PSS) while they are held", series(rows, "memory_mb", "idle"),
-                       "idle connections", "MB (log)", logx=True, logy=True),
+        plotting.small_multiples("Active clients' throughput while idle connections are held",
+                                 series(rows, "requests_per_s", "idle"), "idle connections", "requests per second",
+                                 logx=True),
+        plotting.small_multiples("Active clients' 99th percentile latency", series(rows, "p99_us", "idle"),
+                                 "idle connections", "µs (log)", logx=True, logy=True),
+        plotting.small_multiples("Server memory per idle connection (PSS over all its processes)",
+                                 series(per_connection, "memory_per_idle_connection_kib", "idle"),
+                                 "idle connections", "KiB per connection (log)", logx=True, logy=True),
     ]

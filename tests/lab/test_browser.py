@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from iomodels.lab import browser
+from tools import browser
 
 pytestmark = pytest.mark.skipif(browser.find_chromium() is None,
                                 reason="headless Chromium not installed (apt-get install chromium)")

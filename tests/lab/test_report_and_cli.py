@@ -35,7 +35,7 @@ def test_writes_html_markdown_and_json(report_dir):
     for experiment in results["experiments"]:
         assert experiment["status"] == "done" and experiment["rows"] and experiment["deciding"]
     markdown = (report_dir / "report.md").read_text()
-    assert "| Claim | § | Verdict | The numbers that decide it |" in markdown
+    assert "| Claim | § | Verdict | Rule | The numbers that decided it |" in markdown
     assert markdown.count("\n## ") == len(results["experiments"]) + 1  # + the machine
 
 
