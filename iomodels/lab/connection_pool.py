@@ -11,15 +11,12 @@ callers growing from 4 to 16. A caller that finds all 4 busy waits for one to co
 hands a returned connection to the caller that has waited longest (first come, first served), so
 however crowded, nobody waits much longer than the others. The pool's own record of each
 checkout's wait gives the percentiles. (These callers are Python threads: they measure the pool's
-fairness, not its speed.)"""
+fairness, not its speed, and run in a process of their own, away from the lab's other threads.)"""
 
 from __future__ import annotations
 
-import threading
-import time
-
 from iomodels.lab import plotting
-from iomodels.lab.measuring import fmt, medians, percentiles, under_load
+from iomodels.lab.measuring import fmt, medians, under_load
 from iomodels.lab.verdicts import Compare, Rule, from_rows
 
 TITLE = "Connection pools save connection set-up"
@@ -29,7 +26,6 @@ CLAIM = ("A connection pool keeps connections cached and reuses them, reducing t
 SCALES = {"tiny": {"connections": 2, "duration": 0.3, "warmup": 0.1, "window": 0.3, "crowds": (2, 4)},
           "quick": {"connections": 4, "duration": 1.0, "warmup": 0.3, "window": 1.0, "crowds": (4, 8, 16)},
           "full": {"connections": 4, "duration": 5.0, "warmup": 1.0, "window": 5.0, "crowds": (4, 8, 16, 64)}}
-PAYLOAD = b"x" * 64
 MODES = {"new connection": True, "pooled": False}  # mode: connect per request?
 # The most crowded pool's longest wait for a connection, in median requests (each request's time
 # includes its wait): with fair hand-off, about callers / connections of them.
@@ -48,57 +44,27 @@ RULE = Rule((
 
 
 def measure(ctx, record) -> None:
-    from iomodels.client.pool import ConnectionPool  # another part of the project: imported when used
+    from iomodels.lab import pool_callers  # the client side of the project: imported when used
 
     p = ctx.params(SCALES)
     if not ctx.models(record, ["epoll"]):
         return
     size = p["crowds"][0]
     steps = [(run, mode) for run in range(ctx.repeats) for mode in MODES]
-    ctx.begin(TITLE, len(steps) + len(p["crowds"]))
-    with ctx.server("epoll") as server:
+    crowds = [(0, callers) for callers in p["crowds"]]
+    crowds += [(run, p["crowds"][-1]) for run in range(1, ctx.repeats)]  # the most crowded decides
+    ctx.begin(TITLE, len(steps) + len(crowds))
+    with ctx.server("epoll") as server, pool_callers.runner() as child:
         for run, mode in steps:
             ctx.step(f"{TITLE}: {mode} (run {run + 1})")
             row = under_load(server, connections=p["connections"], connect_per_request=MODES[mode],
                              duration=p["duration"], warmup=p["warmup"])
             record.rows.append({"mode": mode, "run": run, "connections": p["connections"], **row})
-        for callers in p["crowds"]:
-            ctx.step(f"{TITLE}: ConnectionPool of {size}, {callers} callers")
-            with ConnectionPool(server.host, server.port, max_size=size, acquire_timeout=30.0) as pool:
-                row = _callers(pool, callers, p["window"])
-                waits = [seconds * 1e6 for seconds in pool.stats.wait_times]
-                row.update({f"wait_{key}_us": value for key, value in percentiles(waits).items()},
-                           waited_percent=round(100 * pool.stats.waits / max(len(waits), 1), 2),
-                           connections_created=pool.stats.created)
-            record.rows.append({"mode": "ConnectionPool", "callers": callers, "pool_size": size, **row})
-
-
-def _callers(pool, callers: int, window: float) -> dict:
-    """`callers` threads send requests through `pool` for `window` s; the requests' times."""
-    latencies: list[list[float]] = [[] for _ in range(callers)]
-    errors = [0] * callers
-    end = time.monotonic() + window
-
-    def caller(index: int) -> None:
-        while time.monotonic() < end:
-            started = time.perf_counter()
-            try:
-                ok = pool.request(PAYLOAD) == PAYLOAD.upper()
-            except OSError:
-                ok = False
-            if ok:
-                latencies[index].append((time.perf_counter() - started) * 1e6)
-            else:
-                errors[index] += 1
-
-    threads = [threading.Thread(target=caller, args=(i,), name=f"lab-caller-{i}") for i in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    everything = [value for samples in latencies for value in samples]
-    return {"requests": len(everything), "requests_per_s": round(len(everything) / window, 1),
-            "errors": sum(errors), **{f"latency_{key}_us": value for key, value in percentiles(everything).items()}}
+        for run, callers in crowds:
+            ctx.step(f"{TITLE}: ConnectionPool of {size}, {callers} callers" + (f" (run {run + 1})" if run else ""))
+            row = child.submit(pool_callers.crowd, server.host, server.port, size, callers, p["window"]).result(
+                timeout=60 + p["window"])
+            record.rows.append({"mode": "ConnectionPool", "run": run, "callers": callers, "pool_size": size, **row})
 
 
 def judge(record):
@@ -110,8 +76,9 @@ def judge(record):
     crowds = record.rows_for(mode="ConnectionPool")
     if crowds:
         crowded = max(crowds, key=lambda row: row["callers"])
-        figures["crowded pool: longest wait for a connection"] = from_rows([crowded], "wait_max_us")
-        figures["crowded pool: median request time"] = from_rows([crowded], "latency_p50_us")
+        most = record.rows_for(mode="ConnectionPool", callers=crowded["callers"])
+        figures["crowded pool: longest wait for a connection"] = from_rows(most, "wait_max_us")
+        figures["crowded pool: median request time"] = from_rows(most, "latency_p50_us")
     verdict, text = RULE.decide(figures)
     if crowds:
         text += (f" ({crowded['callers']} callers on {crowded['pool_size']} connections, "
@@ -122,7 +89,7 @@ def judge(record):
 def plots(record):
     modes = medians([row for row in record.rows if row["mode"] in MODES], "mode")
     labels = [row["mode"] for row in modes]
-    pooled = record.rows_for(mode="ConnectionPool")
+    pooled = medians(record.rows_for(mode="ConnectionPool"), "callers")
     figures = [
         plotting.grouped_bars("CPU per request, client (the bench) and server", labels,
                               {"client": [row["client_cpu_per_request_us"] or 0 for row in modes],
