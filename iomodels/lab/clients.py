@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import struct
 import time
 
 from iomodels.addresses import LAST_SOURCE, PORT_SHARE, SourceAddresses, ephemeral_ports
 
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 # Every lab crowd fits this plan (as many connections as the policy's addresses carry): the
 # spreading starts where one source address runs short.
 SOURCES = SourceAddresses("127.0.0.1", LAST_SOURCE * max(1, int(ephemeral_ports() * PORT_SHARE)))
@@ -26,6 +28,8 @@ def connect(address: tuple[str, int], timeout: float = 5.0, index: int = 0) -> s
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         source = SOURCES.address(index)
         if source is not None:
+            # Leave the port to connect(): a port picked by bind() is one connect() cannot share.
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((source, 0))
         sock.settimeout(timeout)
         sock.connect(address)
@@ -85,7 +89,7 @@ class Crowd:
             try:
                 self.socks.append(connect(address, connect_timeout, index))
             except OSError as exc:
-                self.error = f"connection {index + 1}: {exc.strerror or type(exc).__name__}"
+                self.error = f"connection {index + 1}: {exc.strerror or str(exc) or 'timed out'}"
                 break
 
     @property
@@ -96,7 +100,12 @@ class Crowd:
         return ping_all(self.socks, timeout, data, quiet)
 
     def close(self) -> None:
+        """Close with a reset (SO_LINGER 0): a FIN from our side would leave each port in TIME_WAIT
+        for a minute, and with tens of thousands of those the kernel's search for a free port
+        makes the next crowd's connects slow: the lab would measure its own leftovers."""
         for sock in self.socks:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
         self.socks.clear()
 

@@ -19,6 +19,7 @@ time (see the deaf server)."""
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import threading
 import time
@@ -36,7 +37,7 @@ CLAIM = ("The advantage of select/epoll is not that a single connection is handl
 # absorb: seconds the server gets to connect and answer the lab's idle crowd once.
 SCALES = {"tiny": {"idle": (0, 20), "active": 2, "duration": 0.3, "warmup": 0.1, "absorb": 10},
           "quick": {"idle": (0, 1000, 10_000), "active": 4, "duration": 1.0, "warmup": 0.3, "absorb": 30},
-          "full": {"idle": (0, 1000, 10_000, 30_000, 100_000), "active": 4, "duration": 3.0, "warmup": 1.0,
+          "full": {"idle": (0, 1000, 10_000, 30_000, 100_000), "active": 12, "duration": 3.0, "warmup": 1.0,
                    "absorb": 120}}
 # The lab holds a crowd up to this size itself (one process, each idle client answered once);
 # beyond it the load generator's workers hold the idle connections.
@@ -44,10 +45,12 @@ CROWD_MAX = 10_000
 # The models built to hold many connections, which run with --workers beyond CROWD_MAX.
 SCALABLE = ("epoll", "epoll-et", "uvloop", "asyncio", "io_uring")
 WORKERS = 6
+BACKLOG = 4096  # net.core.somaxconn's default: the deepest accept queue without privileges
+FD_SPARE = 100  # descriptors a server needs besides its connections (listener, epoll, logs...)
 # Keeping this share of its throughput without idle clients counts as "still serving well".
 KEPT = 0.5
 RULE = Rule((
-    Compare("epoll: requests/s with the most idle", "at_least", "epoll: requests/s with none", margin=1 - KEPT),
+    Compare("epoll: throughput kept with the most idle", "at_least", 100 * KEPT, unit=" %"),
     Compare("threaded: memory per idle connection", "more", "epoll: memory per idle connection", margin=1,
             unit=" KiB"),
     Compare("forking: memory per idle connection", "more", "epoll: memory per idle connection", margin=1,
@@ -62,7 +65,7 @@ def measure(ctx, record) -> None:
     if "blocking" in ctx.models(record, ["blocking"]):
         record.skipped.append({"model": "blocking", "reason": "serves one client at a time (see the deaf server)"})
     per_process = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    ctx.begin(TITLE, len(names) * len(p["idle"]) + 2 * (ctx.repeats - 1))
+    ctx.begin(TITLE, len(names) * len(p["idle"]) + 2 * ctx.repeats - 1)
     for model in names:
         failed_at, previous = None, None
         for idle in p["idle"]:
@@ -74,12 +77,9 @@ def measure(ctx, record) -> None:
                 record.rows.append({"model": model, "idle": idle, "ok": False, "tried": False, "reason": reason})
                 failed_at = idle
                 continue
-            runs = ctx.repeats if model == "epoll" and idle in (0, max(p["idle"])) else 1
-            for run in range(runs):
-                row = _one(ctx, model, idle, p, run)
+            deciding = model == "epoll" and idle == max(p["idle"])
+            for row in _one(ctx, model, idle, p, ctx.repeats if deciding else 1, baseline=deciding):
                 record.rows.append(row)
-                if not row["ok"]:
-                    break
             previous = {"connections": idle + p["active"], "memory_mib": row.get("memory_mib", 0)}
             if not row["ok"]:
                 failed_at = idle
@@ -87,10 +87,8 @@ def measure(ctx, record) -> None:
 
 def _cannot_reach(model: str, connections: int, per_process: int) -> str | None:
     """Why `model` cannot hold `connections` here by construction, or None."""
-    if connections <= CROWD_MAX or model in SCALABLE:
-        return None
-    if model == "forking":
-        return None  # one process per connection: memory_guard and the process limit decide
+    if model in SCALABLE or model == "forking" or connections + FD_SPARE <= per_process:
+        return None  # forking: one process per connection, memory_guard and pid_max decide
     return (f"{model} serves every connection in one process, and one process may hold at most "
             f"{per_process:,} descriptors here (RLIMIT_NOFILE)")
 
@@ -124,37 +122,64 @@ class _Peak:
         self._thread.join(timeout=30)
 
 
-def _one(ctx, model: str, idle: int, p: dict, run: int) -> dict:
-    """Hold `idle` silent connections, then load the server with `p["active"]` active ones."""
+def _one(ctx, model: str, idle: int, p: dict, runs: int, baseline: bool = False) -> list[dict]:
+    """Hold `idle` silent connections, then load the server with `p["active"]` active ones, `runs`
+    times while the crowd stays. With `baseline`, a second server of the same model and flags, with
+    no idle connection, is loaded before each run: the two alternate, so a burst of load on a
+    shared machine falls on both sides of the comparison (rows marked "baseline")."""
     crowd_held_by_lab = idle <= CROWD_MAX
-    flags = ("--workers", str(WORKERS)) if not crowd_held_by_lab and model in SCALABLE else ()
-    row = {"model": model, "idle": idle, "run": run, "tried": True,
+    # A server meant for 100,000 connections gets a deep accept queue: the crowd arrives in a storm.
+    flags = ("--workers", str(WORKERS), "--backlog", str(BACKLOG)) if not crowd_held_by_lab and model in SCALABLE else ()
+    row = {"model": model, "idle": idle, "tried": True,
            "held_by": "lab" if crowd_held_by_lab else f"bench, {WORKERS} workers",
            "server_workers": WORKERS if flags else 1}
     started = time.monotonic()
-    with ctx.server(model, *flags, nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1]) as server:
-        crowd = clients.Crowd(server.address, idle if crowd_held_by_lab else 0, deadline=p["absorb"])
-        with crowd:
-            held = crowd.ping_all(timeout=max(1.0, p["absorb"] - (time.monotonic() - started)), quiet=3.0)
-            row.update(idle_connected=crowd.opened, idle_answered=held, absorb_s=round(time.monotonic() - started, 2))
-            if crowd_held_by_lab and held < idle:
-                return _failed(server, row, crowd.error, p["active"])
-            bench_args = dict(connections=p["active"], duration=p["duration"], warmup=p["warmup"])
-            if not crowd_held_by_lab:
-                bench_args.update(idle=idle, workers=WORKERS)
+    rows = []
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(ctx.server(model, *flags, nofile=nofile)) if baseline else None
+        server = stack.enter_context(ctx.server(model, *flags, nofile=nofile))
+        crowd = stack.enter_context(clients.Crowd(server.address, idle if crowd_held_by_lab else 0,
+                                                  deadline=p["absorb"]))
+        held = crowd.ping_all(timeout=max(1.0, p["absorb"] - (time.monotonic() - started)), quiet=3.0)
+        now = server.figures()
+        row.update(idle_connected=crowd.opened, idle_answered=held if crowd_held_by_lab else idle,
+                   absorb_s=round(time.monotonic() - started, 2), memory_mib=round(now.pss_bytes / 2**20, 1),
+                   threads=now.threads, processes=now.processes)
+        if crowd_held_by_lab and held < idle:
+            return [_failed(server, {**row, "run": 0}, crowd.error, p["active"])]
+        bench_args = dict(connections=p["active"], duration=p["duration"], warmup=p["warmup"])
+        if not crowd_held_by_lab:
+            bench_args.update(idle=idle, workers=WORKERS)
+        for run in range(runs):
+            ctx.step(f"{TITLE}: {model}, {idle:,} idle" + (f" (run {run + 1})" if run else ""), advance=bool(run))
+            if base is not None:
+                ctx.step(f"{TITLE}: {model}, no idle, beside it (run {run + 1})")
+                rows.append(_baseline(base, model, run, p, WORKERS if flags else 1))
+            measured = {**row, "run": run}
             with _Peak(server) as peak:
                 try:
-                    row.update(_bench(server, **bench_args))
+                    measured.update(_bench(server, **bench_args))
                 except (OSError, RuntimeError) as exc:  # BenchError is a RuntimeError
-                    row["bench_error"] = str(exc)
-            row.update(memory_mib=round(peak.pss_bytes / 2**20, 1), threads=peak.threads, processes=peak.processes)
-        if crowd_held_by_lab:
-            row["idle_answered"] = held
-        else:
-            row["idle_answered"] = idle - row.get("idle_lost", 0) if "requests" in row else 0
-        row["ok"] = ("requests" in row and row["errors"] == 0 and row["requests"] > 0 and row["idle_answered"] == idle)
-        if not row["ok"]:
-            return _failed(server, row, crowd.error, p["active"])
+                    measured["bench_error"] = str(exc)
+            measured.update(memory_mib=round(max(now.pss_bytes, peak.pss_bytes) / 2**20, 1),
+                            threads=max(now.threads, peak.threads), processes=max(now.processes, peak.processes))
+            if not crowd_held_by_lab:
+                measured["idle_answered"] = idle - measured.get("idle_lost", 0) if "requests" in measured else 0
+            measured["ok"] = ("requests" in measured and measured["errors"] == 0 and measured["requests"] > 0
+                              and measured["idle_answered"] == idle)
+            if not measured["ok"]:
+                rows.append(_failed(server, measured, crowd.error, p["active"]))
+                break
+            rows.append(measured)
+    return rows
+
+
+def _baseline(server, model: str, run: int, p: dict, workers: int) -> dict:
+    row = {"model": model, "idle": 0, "run": run, "baseline": True, "tried": True, "server_workers": workers}
+    row.update(_bench(server, connections=p["active"], duration=p["duration"], warmup=p["warmup"],
+                      **({"workers": workers} if workers > 1 else {})))
+    row["ok"] = row["errors"] == 0 and row["requests"] > 0
     return row
 
 
@@ -169,6 +194,8 @@ def _bench(server, **bench_args) -> dict:
            "server_cpu_per_request_us": result.server_cpu_per_request_us}
     if result.errors:
         row.update(connect_errors=result.connect_errors, lost=result.lost, idle_lost=result.idle_lost)
+        if result.warnings:
+            row["bench_warnings"] = "; ".join(result.warnings)
     return row
 
 
@@ -200,6 +227,9 @@ def _why(row: dict, counters: dict, connect_error: str, active: int) -> str:
     if connect_error:
         return f"only {row.get('idle_connected', 0):,} of {idle:,} idle clients could connect: {connect_error}"
     threads = plural(row.get("threads") or 0, "thread")
+    if held < idle and row["model"] == "threadpool":
+        return (f"each of its worker threads is held by one of the first {held:,} idle clients (the pool's size); "
+                f"the other {idle - held:,} wait in the accept queue, unanswered")
     if held < idle:
         return (f"answered only {held:,} of {idle:,} idle clients in {row.get('absorb_s', 0):.0f} s "
                 f"(it had {threads}: a full pool, or busy elsewhere)")
@@ -207,13 +237,14 @@ def _why(row: dict, counters: dict, connect_error: str, active: int) -> str:
         return f"the active clients could not run: {row['bench_error']}"
     if not row.get("requests"):
         return f"the {active} active clients got no reply while {idle:,} idle ones were held ({threads})"
-    return (f"{row['errors']:,} errors: {row.get('connect_errors', 0):,} failed connects, "
-            f"{row.get('lost', 0):,} lost requests, {row.get('idle_lost', 0):,} idle connections dropped")
+    why = (f"{row['errors']:,} errors: {row.get('connect_errors', 0):,} failed connects, "
+           f"{row.get('lost', 0):,} lost requests, {row.get('idle_lost', 0):,} idle connections dropped")
+    return why + (f" ({row['bench_warnings']})" if row.get("bench_warnings") else "")
 
 
 def _per_connection(record, model: str):
     """KiB of server memory per idle connection, at the largest count the model held."""
-    rows = {row["idle"]: row for row in record.rows_for(model=model) if row.get("ok")}
+    rows = {row["idle"]: row for row in record.rows_for(model=model) if row.get("ok") and not row.get("baseline")}
     base, top = rows.get(0), max((idle for idle in rows if idle), default=None)
     if base is None or top is None:
         return None
@@ -222,20 +253,27 @@ def _per_connection(record, model: str):
 
 def judge(record):
     top = max((row["idle"] for row in record.rows_for(model="epoll") if row.get("ok")), default=0)
-    figures = {"epoll: requests/s with none": from_rows(record.rows, "requests_per_s", model="epoll", idle=0),
-               "epoll: requests/s with the most idle": from_rows(record.rows, "requests_per_s", model="epoll",
-                                                                 idle=top) if top else None}
+    # Each run with the crowd is paired with the run beside it without one (they alternated):
+    # their ratio cancels whatever load the shared machine had at that moment.
+    beside = {row["run"]: row for row in record.rows_for(model="epoll", idle=0) if row.get("baseline")}
+    crowded = {row["run"]: row for row in record.rows_for(model="epoll", idle=top) if row.get("ok")} if top else {}
+    kept = [100 * crowded[run]["requests_per_s"] / beside[run]["requests_per_s"]
+            for run in crowded if run in beside and beside[run]["requests_per_s"]]
+    figures = {"epoll: throughput kept with the most idle": samples(kept) if kept else None}
     for name in ("threaded", "forking", "epoll"):
         per = _per_connection(record, name)
         figures[f"{name}: memory per idle connection"] = samples([per]) if per is not None else None
     verdict, text = RULE.decide(figures)
+    if kept:
+        text += (f" (requests/s: {from_rows(list(crowded.values()), 'requests_per_s').text()} with {fmt(top)} idle, "
+                 f"{from_rows(list(beside.values()), 'requests_per_s').text()} beside it with none)")
     failures = [f"{row['model']} stops at {fmt(row['idle'])} idle: {row['reason']}"
                 for row in record.rows if not row.get("ok")]
     return verdict, f"the most idle epoll held: {fmt(top)}; {text}" + "".join(f"; {f}" for f in failures)
 
 
 def plots(record):
-    rows = medians([row for row in record.rows if row.get("ok")], "model", "idle")
+    rows = medians([row for row in record.rows if row.get("ok") and not row.get("baseline")], "model", "idle")
     for row in rows:
         if row["idle"]:
             base = next((r for r in rows if r["model"] == row["model"] and r["idle"] == 0), None)

@@ -79,10 +79,11 @@ def _zero_safe_log(ax, values) -> None:
     if positive and len(positive) < len([v for v in values if v is not None]):
         threshold = 10 ** math.floor(math.log10(min(positive)))
         ax.set_yscale("symlog", linthresh=threshold, linscale=0.5)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, max(positive) * 3)  # room above the tallest bar for its label
         ax.yaxis.set_minor_formatter(NullFormatter())
     elif positive:
         ax.set_yscale("log")
+        ax.set_ylim(min(positive) / 2, max(positive) * 3)
         _label_log(ax, "y")
 
 

@@ -59,7 +59,9 @@ def _deciding(record: Record) -> str:
     if record.status == "not run":
         return "not run (the lab was interrupted before it)"
     if record.status == "failed" and not record.rows:
-        return f"the experiment failed: {record.error.strip().splitlines()[-1] if record.error else 'unknown error'}"
+        last = record.error.strip().splitlines()[-1] if record.error else "unknown error"
+        # The traceback's last line is "module.ExceptionName: message": the message is for people.
+        return f"the experiment failed: {re.sub(r'^[A-Za-z_.]+(Error|Exception|Failed|Timeout)?: ', '', last)}"
     return record.deciding
 
 
@@ -148,7 +150,7 @@ def _plots(record: Record) -> list[str]:
     try:
         figures = runner.load(record.name).plots(record)
     except Exception as exc:  # a plot must not cost the report: say so instead
-        return [f'<p class="note">Plot unavailable: {html.escape(f"{type(exc).__name__}: {exc}")}</p>']
+        return [f'<p class="note">Plot unavailable: {html.escape(str(exc))} (a bug: please report it)</p>']
     return [plotting.to_svg(fig, f"{_anchor(record)}-{i}") for i, fig in enumerate(figures)]
 
 

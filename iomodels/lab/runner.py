@@ -150,7 +150,7 @@ def judge(record: Record) -> None:
     try:
         record.verdict, record.deciding = load(record.name).judge(record)
     except Exception as exc:  # a judge that cannot decide on partial rows: say so, keep going
-        record.verdict, record.deciding = UNKNOWN, f"could not decide: {type(exc).__name__}: {exc}"
+        record.verdict, record.deciding = UNKNOWN, f"could not decide from the rows measured ({exc})"
     if record.status != "done" and record.verdict != UNKNOWN:
         record.deciding += f" (from a {record.status} run)"
 

@@ -145,7 +145,7 @@ class Rule:
             verdict = INCONCLUSIVE
         else:
             verdict = HOLDS
-        parts = [text if len(results) == 1 else f"{text}: {v}" for v, text in results]
+        parts = [text if len(results) == 1 or v == UNKNOWN else f"{text}: {v}" for v, text in results]
         return verdict, "; ".join(parts)
 
 

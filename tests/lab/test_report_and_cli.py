@@ -102,3 +102,10 @@ def test_ctrl_c_stops_servers_and_writes_what_was_measured(tmp_path):
     assert first["status"] == "interrupted" and first["rows"]
     assert second["status"] == "not run"
     assert "Interrupted" in (tmp_path / "index.html").read_text()
+
+
+def test_only_accepts_dashes_as_in_the_readme_and_the_list():
+    from iomodels.lab.cli import _names
+    from iomodels.lab.runner import EXPERIMENTS
+    assert _names("deaf-server, connection_pool", list(EXPERIMENTS), "experiment(s)", dashes=True) == [
+        "deaf_server", "connection_pool"]
