@@ -15,7 +15,7 @@ TITLE = "Busy polling burns a core"
 SECTION = "1.2"
 CLAIM = ("Non-blocking I/O returns at once when there is no data, so the caller must keep asking: "
          "the process polls instead of sleeping.")
-SCALES = {"tiny": {"window": 0.5}, "quick": {"window": 1.0}, "full": {"window": 5.0}}
+SCALES = {"tiny": {"window": 0.5}, "quick": {"window": 0.6}, "full": {"window": 5.0}}
 # The spinner must use this share of a core (on a busy two-core machine it may get little more),
 # and this many times the CPU of the busiest model that waits; a sleeping server stays under SLEEPING.
 BURNING, TIMES, SLEEPING = 25.0, 20, 10.0

@@ -165,7 +165,7 @@ def memory_guard(previous: dict | None, count: int, share: float = 0.5) -> str |
     if needed <= share * available:
         return None
     return (f"would need about {needed / 2**30:.1f} GiB ({per_connection / 2**20:.2f} MiB per connection at "
-            f"{previous['connections']:,}), more than {share:.0%} of the {available / 2**30:.1f} GiB available")
+            f"{previous['connections']:,}), more than {100 * share:g} % of the {available / 2**30:.1f} GiB available")
 
 
 def _round(value, scale: float = 1.0):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 
 import matplotlib
 
@@ -35,6 +36,7 @@ STYLE = {
     "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.labelsize": 10, "legend.fontsize": 9,
 }
 WIDE = (12.8, 7.2)
+TITLE_WIDTH = 62  # characters of a title line at the standard figure width
 # Every figure of the lab, and any text added to it after creation, in this one look.
 plt.rcParams.update(STYLE)
 
@@ -66,24 +68,24 @@ def color(model: str) -> str:
 def figure(title: str, xlabel: str = "", ylabel: str = "", size: tuple[float, float] | None = None):
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=size or STYLE["figure.figsize"], layout="constrained")
-    ax.set_title(title, loc="left")
+    ax.set_title(textwrap.fill(title, TITLE_WIDTH), loc="left")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return fig, ax
 
 
-def _zero_safe_log(ax, values) -> None:
+def _zero_safe_log(ax, values, headroom: float = 3) -> None:
     """A log y axis that shows zeros as zeros: symmetric-log, linear up to the smallest value
     measured above zero, when any value is 0; plain log otherwise."""
     positive = [v for v in values if v and v > 0]
     if positive and len(positive) < len([v for v in values if v is not None]):
         threshold = 10 ** math.floor(math.log10(min(positive)))
         ax.set_yscale("symlog", linthresh=threshold, linscale=0.5)
-        ax.set_ylim(0, max(positive) * 3)  # room above the tallest bar for its label
+        ax.set_ylim(0, max(positive) * headroom)  # room above the tallest bar for its label
         ax.yaxis.set_minor_formatter(NullFormatter())
     elif positive:
         ax.set_yscale("log")
-        ax.set_ylim(min(positive) / 2, max(positive) * 3)
+        ax.set_ylim(min(positive) / 2, max(positive) * headroom)
         _label_log(ax, "y")
 
 
@@ -104,10 +106,10 @@ def bars(title: str, labels: list[str], values: list[float], ylabel: str, log: b
     with plt.rc_context(STYLE):
         shown = [0 if value is None or value != value else value for value in values]
         drawn = ax.bar(labels, shown, color=colors or [color(label) for label in labels])
-        if log:
-            _zero_safe_log(ax, shown)
-        ax.yaxis.set_major_formatter(PLAIN)
         crowded = len(labels) > 5
+        if log:
+            _zero_safe_log(ax, shown, headroom=30 if crowded else 5)
+        ax.yaxis.set_major_formatter(PLAIN)
         ax.bar_label(drawn, labels=[fmt(value) + ("" if crowded else suffix) for value in values], fontsize=8,
                      padding=2, rotation=90 if crowded else 0)
         ax.margins(y=0.25 if crowded else 0.12)
@@ -168,8 +170,11 @@ def _log_x(ax, every_x) -> None:
 
 
 def _line(ax, i: int, name: str, xs, ys, **style) -> None:
+    """Hollow markers of decreasing size and lines of decreasing width, so a line drawn exactly on
+    another (threaded's thread count under forking's) still shows, inside it."""
     ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], linestyle=LINESTYLES[i % len(LINESTYLES)],
-            markersize=7 - 2 * (i % 3), label=name, color=color(name), **style)
+            markersize=10 - 3 * (i % 3), markerfacecolor="none", markeredgewidth=1.6, label=name,
+            color=color(name), **style)
 
 
 def lines(title: str, xs_by_name: dict[str, tuple[list, list]], xlabel: str, ylabel: str,
@@ -178,7 +183,7 @@ def lines(title: str, xs_by_name: dict[str, tuple[list, list]], xlabel: str, yla
     coincide stay visible (the smaller marker inside the larger)."""
     fig, ax = figure(title, xlabel=xlabel, ylabel=ylabel)
     for i, (name, (xs, ys)) in enumerate(xs_by_name.items()):
-        _line(ax, i, name, xs, ys, alpha=0.9, linewidth=2.2 - 0.5 * (i % 3))
+        _line(ax, i, name, xs, ys, alpha=0.9, linewidth=3.2 - 1.0 * (i % 3))
     every_x = sorted({x for xs, _ in xs_by_name.values() for x in xs})
     if logx:
         _log_x(ax, every_x)

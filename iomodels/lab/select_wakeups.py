@@ -17,7 +17,7 @@ TITLE = "select blocks in the middle and wakes to ask"
 SECTION = "1.3"
 CLAIM = ("With multiplexing the process blocks in select(), in the middle, for all sockets at once; "
          "select asks every 0.5 s whether data is ready.")
-SCALES = {"tiny": {"window": 0.6, "crowd": 1050}, "quick": {"window": 1.5, "crowd": 1100},
+SCALES = {"tiny": {"window": 0.6, "crowd": 1050}, "quick": {"window": 1.0, "crowd": 1100},
           "full": {"window": 5.0, "crowd": 2000}}
 INTERVAL = 0.5
 LIMIT_MODELS = ("select", "poll", "epoll")

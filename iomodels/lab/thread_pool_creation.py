@@ -16,7 +16,7 @@ SECTION = "1.1"
 CLAIM = ("A thread pool reduces how often threads are created and destroyed, keeps a reasonable number "
          "of them and reuses idle ones for new work.")
 SCALES = {"tiny": {"counts": (1, 4), "duration": 0.3, "warmup": 0.1},
-          "quick": {"counts": (1, 10, 100), "duration": 1.0, "warmup": 0.3},
+          "quick": {"counts": (1, 10, 100), "duration": 0.7, "warmup": 0.2},
           "full": {"counts": (1, 10, 100), "duration": 5.0, "warmup": 1.0}}
 MODELS = ("threaded", "forking", "threadpool")
 POOLED = "threadpool: server CPU per request"

@@ -23,7 +23,7 @@ SECTION = "1.5"
 CLAIM = ("Blocking: queue at the station for three days. Non-blocking: many trips to ask. select/poll: "
          "a scalper you keep phoning. epoll: a scalper who calls you. Asynchronous: the ticket is "
          "delivered; no trips to ask, no calls.")
-SCALES = {"tiny": {"wait": 0.4}, "quick": {"wait": 1.0}, "full": {"wait": 3.0}}
+SCALES = {"tiny": {"wait": 0.4}, "quick": {"wait": 0.8}, "full": {"wait": 3.0}}
 RULE = Rule((
     Compare("blocking: waits and recv() that found nothing", "less", 1),
     Compare("nonblocking: recv() that found nothing", "more", "select: waits with no news", margin=9),

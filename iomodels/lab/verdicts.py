@@ -63,6 +63,17 @@ def from_rows(rows: list[dict], key: str, **match) -> Measured | None:
     return samples(row.get(key) for row in rows if all(row.get(k) == v for k, v in match.items()))
 
 
+def paired(rows: list[dict], key: str, left: dict, right: dict, scale: float = 1.0) -> Measured | None:
+    """left ÷ right of `key`, run by run (rows carry "run"): measured side by side, the two share
+    whatever load the machine had then, and their ratio cancels it."""
+    def by_run(match):
+        return {row.get("run", 0): row.get(key) for row in rows if all(row.get(k) == v for k, v in match.items())}
+    lefts, rights = by_run(left), by_run(right)
+    ratios = [scale * lefts[run] / rights[run] for run in lefts if run in rights and lefts[run] is not None
+              and rights[run]]
+    return Measured(tuple(ratios)) if ratios else None
+
+
 def share(rows: list[dict], key: str) -> Measured | None:
     """The percentage of `rows` where `key` is true, as one figure (a count over the runs has no spread)."""
     return Measured((100 * sum(bool(row.get(key)) for row in rows) / len(rows),)) if rows else None

@@ -86,3 +86,14 @@ def test_rule_words_and_samples_from_rows():
 def test_every_experiment_declares_its_rule_in_words(name):
     record = runner.new_record(name)
     assert record.rule, f"{name} has no RULE"
+
+
+def test_paired_ratios_cancel_the_load_both_sides_shared():
+    from iomodels.lab.verdicts import paired
+    # Each run's load moved both figures together: run by run, a is always 2x b.
+    rows = [{"m": "a", "run": 0, "v": 20}, {"m": "b", "run": 0, "v": 10},
+            {"m": "a", "run": 1, "v": 60}, {"m": "b", "run": 1, "v": 30},
+            {"m": "a", "run": 2, "v": 40}, {"m": "b", "run": 2, "v": 20}, {"m": "a", "run": 3, "v": 99}]
+    ratio = paired(rows, "v", {"m": "a"}, {"m": "b"})
+    assert ratio.samples == (2.0, 2.0, 2.0) and ratio.spread == 0
+    assert from_rows(rows, "v", m="a").spread > 0  # the raw figures alone would look noisy
