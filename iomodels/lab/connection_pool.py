@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from iomodels.lab import plotting
 from iomodels.lab.measuring import fmt, medians, under_load
-from iomodels.lab.verdicts import Compare, Rule, from_rows
+from iomodels.lab.verdicts import Compare, Rule, from_rows, samples
 
 TITLE = "Connection pools save connection set-up"
 SECTION = "1.1"
@@ -27,20 +27,21 @@ SCALES = {"tiny": {"connections": 2, "duration": 0.3, "warmup": 0.1, "window": 0
           "quick": {"connections": 4, "duration": 1.0, "warmup": 0.3, "window": 1.0, "crowds": (4, 8, 16)},
           "full": {"connections": 4, "duration": 5.0, "warmup": 1.0, "window": 5.0, "crowds": (4, 8, 16, 64)}}
 MODES = {"new connection": True, "pooled": False}  # mode: connect per request?
-# The most crowded pool's longest wait for a connection, in median requests (each request's time
-# includes its wait): with fair hand-off, about callers / connections of them.
-FAIR = 20
+# In the most crowded pool, the slowest caller's median request time may be this many times the
+# median of all: with first-come-first-served hand-off every caller waits its turn alike (about 1×);
+# a caller starved by barging waits far longer. Caller by caller, not the single longest wait: on a
+# shared two-core machine that is whichever moment the scheduler paused the process.
+FAIR = 3
 RULE = Rule((
     Compare("pooled: requests/s", "more", "new connection: requests/s", margin=0.3),
     Compare("pooled: client CPU per request", "less", "new connection: client CPU per request", margin=0.2,
             unit=" µs"),
     Compare("pooled: server CPU per request", "less", "new connection: server CPU per request", margin=0.2,
             unit=" µs"),
-    Compare("crowded pool: longest wait for a connection", "at_most", "crowded pool: median request time",
-            margin=FAIR - 1, unit=" µs"),
+    Compare("crowded pool: slowest caller's median request time ÷ all callers', run by run", "at_most", FAIR),
 ), words="persistent connections serve at least 30 % more requests per second than a new connection per "
          "request, with at least 20 % less CPU per request on the client and on the server; in the most "
-         f"crowded pool no caller waits longer than {FAIR}× the median request time")
+         f"crowded pool, no caller's median request time exceeds {FAIR}× the median of all callers (nobody starves)")
 
 
 def measure(ctx, record) -> None:
@@ -77,12 +78,16 @@ def judge(record):
     if crowds:
         crowded = max(crowds, key=lambda row: row["callers"])
         most = record.rows_for(mode="ConnectionPool", callers=crowded["callers"])
-        figures["crowded pool: longest wait for a connection"] = from_rows(most, "wait_max_us")
-        figures["crowded pool: median request time"] = from_rows(most, "latency_p50_us")
+        figures["crowded pool: slowest caller's median request time ÷ all callers', run by run"] = samples(
+            row["slowest_caller_p50_us"] / row["latency_p50_us"] for row in most if row.get("latency_p50_us"))
     verdict, text = RULE.decide(figures)
     if crowds:
         text += (f" ({crowded['callers']} callers on {crowded['pool_size']} connections, "
-                 f"{fmt(crowded['waited_percent'])} % of checkouts waited)")
+                 f"{fmt(crowded['waited_percent'])} % of checkouts waited; median request time "
+                 f"{from_rows(most, 'latency_p50_us').text(' µs')}, the longest single wait "
+                 f"{from_rows(most, 'wait_max_us').text(' µs')}; requests per caller from "
+                 f"{fmt(min(r['fewest_requests_by_a_caller'] for r in most))} to "
+                 f"{fmt(max(r['most_requests_by_a_caller'] for r in most))})")
     return verdict, text
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import statistics
 import sys
 import threading
 import time
@@ -51,7 +52,12 @@ def crowd(host: str, port: int, size: int, callers: int, window: float) -> dict:
         waits = [seconds * 1e6 for seconds in pool.stats.wait_times]
         stats = pool.stats
     everything = [value for samples in latencies for value in samples]
-    return {"requests": len(everything), "requests_per_s": round(len(everything) / window, 1),
+    # Fairness, caller by caller: a starved caller (what barging does) has a median request time
+    # far above everyone else's, or no request at all (counted as waiting the whole window).
+    per_caller = [statistics.median(samples) if samples else window * 1e6 for samples in latencies]
+    return {"slowest_caller_p50_us": round(max(per_caller), 1),
+            "fewest_requests_by_a_caller": min(map(len, latencies)),
+            "most_requests_by_a_caller": max(map(len, latencies)),"requests": len(everything), "requests_per_s": round(len(everything) / window, 1),
             "errors": sum(errors), **{f"latency_{key}_us": value for key, value in percentiles(everything).items()},
             **{f"wait_{key}_us": value for key, value in percentiles(waits).items()},
             "waited_percent": round(100 * stats.waits / max(len(waits), 1), 2),
