@@ -43,7 +43,8 @@ def _names(text: str | None, known: list[str], what: str, dashes: bool = False) 
         chosen = [name.replace("-", "_") for name in chosen]
     unknown = [name for name in chosen if name not in known]
     if unknown or not chosen:
-        raise ConfigError(f"unknown {what} {', '.join(unknown) or repr(text)}; choose from: {', '.join(known)}")
+        shown = [name.replace("_", "-") for name in known] if dashes else known
+        raise ConfigError(f"unknown {what} {', '.join(unknown) or repr(text)}; choose from: {', '.join(shown)}")
     return chosen
 
 

@@ -9,11 +9,14 @@ modes, so a burst of load on a shared machine hits both sides) and hands the sam
 - **holds**: every comparison is met, by its margin;
 - **does not hold**: a comparison is clearly missed;
 - **inconclusive**: a comparison lands within the noise of its threshold, that is, the compared
-  figures are closer (after the margin) than the half of their spreads: one more run could say
-  either. A verdict that flips between runs is worse than one that says it cannot tell.
+  figures are closer (after the margin) than their spread: one more run could say either. A
+  verdict that flips between runs is worse than one that says it cannot tell.
 
-Each figure is reported as its median, with its spread (max - min over the repeats), so the row
-shows the numbers that decided it. The directions:
+Each figure is reported as its median with its range over the repeats (min–max), so the row shows
+the numbers that decided it. The spread that decides "inconclusive" is the robust one: the median
+absolute deviation, scaled (x 1.4826) to read as a standard deviation. One run of three that a
+burst of load on a shared machine threw far off does not make a clear difference inconclusive;
+two runs that disagree do. The directions:
 
     more      left >= (1 + margin) x right     "pool: at least 20 % more requests/s than new connections"
     less      left <= (1 - margin) x right     "threadpool: at least 10 % less CPU per request"
@@ -29,6 +32,7 @@ import statistics
 from iomodels.lab.measuring import fmt
 
 HOLDS, FAILS, INCONCLUSIVE, UNKNOWN = "holds", "does not hold", "inconclusive", "not measured"
+MAD_TO_SIGMA = 1.4826  # the median absolute deviation of normal noise, times this, is its sigma
 DIRECTIONS = {"more": "at least {m} more than", "less": "at least {m} less than",
               "at_most": "at most {m} above", "at_least": "at least {m} of"}
 
@@ -44,7 +48,14 @@ class Measured:
 
     @property
     def spread(self) -> float:
+        """max - min over the repeats (what the report shows beside the median)."""
         return max(self.samples) - min(self.samples)
+
+    @property
+    def noise(self) -> float:
+        """The robust spread: 1.4826 x the median absolute deviation (0 for one sample)."""
+        centre = self.median
+        return MAD_TO_SIGMA * statistics.median(abs(value - centre) for value in self.samples)
 
     def text(self, unit: str = "") -> str:
         shown = f"{fmt(self.median)}{unit}"
@@ -117,7 +128,7 @@ class Compare:
             missing = self.left if left is None else self.right
             return UNKNOWN, f"{missing}: not measured"
         bound = self.threshold(right.median)
-        noise = (left.spread + right.spread) / 2
+        noise = left.noise + right.noise
         if self.direction in ("more", "at_least"):
             met = left.median >= bound if self.direction == "at_least" else left.median > bound
         else:
