@@ -147,8 +147,9 @@ def _one(ctx, model: str, idle: int, p: dict, runs: int, baseline: bool = False)
         crowd = stack.enter_context(clients.Crowd(server.address, idle if crowd_held_by_lab else 0,
                                                   deadline=p["absorb"]))
         # 10,000 threads wake for their pings and queue for one interpreter lock: replies may pause
-        # for seconds, so silence means "done" only after QUIET seconds.
-        held = crowd.ping_all(timeout=max(1.0, p["absorb"] - (time.monotonic() - started)), quiet=QUIET)
+        # for seconds, so for threaded silence means "done" only after QUIET seconds.
+        held = crowd.ping_all(timeout=max(1.0, p["absorb"] - (time.monotonic() - started)),
+                              quiet=QUIET if model == "threaded" else 3.0)
         now = server.figures()
         row.update(idle_connected=crowd.opened, idle_answered=held if crowd_held_by_lab else idle,
                    absorb_s=round(time.monotonic() - started, 2), memory_mib=round(now.pss_bytes / 2**20, 1),

@@ -118,14 +118,6 @@ def sweep(ctx, title: str, names: list[str], counts, noun: str, repeat: tuple = 
             yield model, count, {"run": run, **under_load(server, connections=count, **bench_args)}
 
 
-def rounds(ctx, title: str, items: list, label=str, repeats: int | None = None):
-    """Yield (run, item): every item once per round, `ctx.repeats` rounds, interleaved (a burst of
-    load on a shared machine falls on every compared item, not on one)."""
-    count = ctx.repeats if repeats is None else repeats
-    pairs = [(run, item) for run in range(count) for item in items]
-    yield from ctx.each(title, pairs, lambda pair: f"{label(pair[1])}" + (f" (run {pair[0] + 1})" if count > 1 else ""))
-
-
 def medians(rows: list[dict], *by: str) -> list[dict]:
     """One row per distinct value of the `by` keys, in first-seen order: each number the median over
     the repeats (rows that differ only in "run"), anything else as first seen. For plots."""
