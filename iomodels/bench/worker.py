@@ -230,7 +230,9 @@ async def _close(tally: Tally, active, idle, oneshot) -> None:
     tally.finishing = True
     if oneshot is not None:
         await oneshot.stop()
-    for protocol in (*active, *idle):
+    for protocol in active:
         if protocol.transport is not None:
             protocol.transport.close()
+    for protocol in idle:
+        protocol.reset()
     await asyncio.sleep(0)  # let the transports run their close callbacks

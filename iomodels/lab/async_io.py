@@ -10,22 +10,30 @@ more requests arrive together, the more each submit and each wake-up carries."""
 from __future__ import annotations
 
 from iomodels.lab import plotting
-from iomodels.lab.measuring import fmt, per, sweep
-from iomodels.lab.runner import FAILS, HOLDS, UNKNOWN
+from iomodels.lab.measuring import medians, per, sweep
+from iomodels.lab.verdicts import Compare, Rule, from_rows
 
 TITLE = "Asynchronous I/O: the kernel copies, then notifies"
 SECTION = "1.4"
 CLAIM = ("With asynchronous I/O the call returns at once; the kernel waits for the data, copies it "
          "into the user's memory, and then notifies the process that the operation is complete.")
 SCALES = {"tiny": {"counts": (1, 4), "duration": 0.3, "warmup": 0.1},
-          "quick": {"counts": (1, 10), "duration": 1.5, "warmup": 0.3},
+          "quick": {"counts": (1, 10), "duration": 1.0, "warmup": 0.3},
           "full": {"counts": (1, 10, 100), "duration": 5.0, "warmup": 1.0}}
 MODELS = ("io_uring", "epoll", "asyncio")
+RULE = Rule((
+    Compare("io_uring: completions per request", "at_least", 1),
+    Compare("io_uring: io_uring_enter per request", "less", "epoll: system calls per request (wait + recv + send)",
+            margin=0.1),
+), words="at the largest connection count, every io_uring request ends in a completion (≥ 1 per request), "
+         "with at least 10 % fewer system calls per request than epoll's wait + recv + send")
 
 
 def measure(ctx, record) -> None:
     p = ctx.params(SCALES)
-    for model, count, row in sweep(ctx, TITLE, ctx.models(record, MODELS), p["counts"], "connection",
+    names = ctx.models(record, MODELS)
+    repeat = [(model, max(p["counts"])) for model in ("io_uring", "epoll")]
+    for model, count, row in sweep(ctx, TITLE, names, p["counts"], "connection", repeat=repeat,
                                    duration=p["duration"], warmup=p["warmup"]):
         # io_uring_enter both submits and waits; a readiness model waits, then recv()s and send()s.
         if model == "io_uring":
@@ -45,23 +53,21 @@ def _inverse(value):
 
 def judge(record):
     top = max((row["connections"] for row in record.rows), default=0)
-    rows = {row["model"]: row for row in record.rows_for(connections=top)}
-    if "io_uring" not in rows or "epoll" not in rows:
-        return UNKNOWN, "needs io_uring and epoll (io_uring may be unavailable here: see skipped models)"
-    uring, epoll = rows["io_uring"], rows["epoll"]
-    completed = (uring["completions_per_request"] or 0) >= 1
-    fewer = uring["syscalls_per_request"] < epoll["syscalls_per_request"]
-    parts = [f"{top} connections: io_uring {fmt(uring['syscalls_per_request'])} io_uring_enter per request "
-             f"({fmt(uring['requests_per_submit'])} requests per submit, {fmt(uring['completions_per_request'])} "
-             f"completions per request)"]
-    parts += [f"{name} {fmt(row['syscalls_per_request'])} system calls per request (wait + recv + send), "
-              f"{fmt(row['requests_per_wakeup'])} requests per wake-up"
-              for name, row in rows.items() if name != "io_uring"]
-    return (HOLDS if completed and fewer else FAILS), "; ".join(parts)
+    verdict, text = RULE.decide({
+        "io_uring: completions per request": from_rows(record.rows, "completions_per_request", model="io_uring",
+                                                       connections=top),
+        "io_uring: io_uring_enter per request": from_rows(record.rows, "syscalls_per_request", model="io_uring",
+                                                          connections=top),
+        "epoll: system calls per request (wait + recv + send)": from_rows(
+            record.rows, "syscalls_per_request", model="epoll", connections=top)})
+    batched = from_rows(record.rows, "requests_per_submit", model="io_uring", connections=top)
+    if batched:
+        text += f"; {top} connections: io_uring served {batched.text()} requests per io_uring_enter"
+    return verdict, text
 
 
 def plots(record):
-    return plotting.by_count(record.rows, "connections", "connection", (
+    return plotting.by_count(medians(record.rows, "model", "connections"), "connections", "connection", (
         ("syscalls_per_request", "System calls per request (io_uring: io_uring_enter; others: wait + recv + send)",
          "calls per request"),
         ("requests_per_wakeup", "Requests served per wake-up", "requests per wake-up")))

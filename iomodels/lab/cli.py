@@ -33,13 +33,18 @@ def add_arguments(p) -> None:
                    help="measure nothing: judge and draw again, from the rows in DIR/results.json")
 
 
-def _names(text: str | None, known: list[str], what: str) -> list[str] | None:
+def _names(text: str | None, known: list[str], what: str, dashes: bool = False) -> list[str] | None:
+    """The names in "a,b,c", each one of `known`; with `dashes`, deaf-server means deaf_server (the
+    report's anchors and --list use dashes, the modules underscores)."""
     if text is None:
         return None
     chosen = [name.strip() for name in text.split(",") if name.strip()]
+    if dashes:
+        chosen = [name.replace("-", "_") for name in chosen]
     unknown = [name for name in chosen if name not in known]
     if unknown or not chosen:
-        raise ConfigError(f"unknown {what} {', '.join(unknown) or repr(text)}; choose from: {', '.join(known)}")
+        shown = [name.replace("_", "-") for name in known] if dashes else known
+        raise ConfigError(f"unknown {what} {', '.join(unknown) or repr(text)}; choose from: {', '.join(shown)}")
     return chosen
 
 
@@ -53,7 +58,7 @@ def main(args) -> int:
     if args.list:
         for name in runner.EXPERIMENTS:
             module = runner.load(name)
-            print(f"{name:22} §{module.SECTION:4} {module.TITLE}: {module.CLAIM}")
+            print(f"{name.replace('_', '-'):22} §{module.SECTION:4} {module.TITLE}: {module.CLAIM}")
         return 0
     if args.report_only:
         try:
@@ -66,7 +71,7 @@ def main(args) -> int:
         _finish(console, report.write(args.out, records, meta, described), records)
         return 0
     chosen_models = _names(args.models, models.names(), "model(s)")
-    experiments = _names(args.only, list(runner.EXPERIMENTS), "experiment(s)") or list(runner.EXPERIMENTS)
+    experiments = _names(args.only, list(runner.EXPERIMENTS), "experiment(s)", dashes=True) or list(runner.EXPERIMENTS)
     described = machine.describe()
     meta = {"scale": args.scale, "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "models": chosen_models, "experiments": experiments, "interrupted": False, "seconds": None}
@@ -89,7 +94,7 @@ def _finish(console, paths: dict, records) -> None:
     from rich.table import Table
 
     from iomodels.lab.report import VERDICT_CLASS
-    colours = {"holds": "green", "does-not-hold": "red", "not-measured": "bright_black"}
+    colours = {"holds": "green", "does-not-hold": "red", "inconclusive": "yellow", "not-measured": "bright_black"}
     table = Table(title="Claims", show_lines=False)
     for column in ("experiment", "§", "verdict"):
         table.add_column(column)

@@ -10,52 +10,62 @@ from __future__ import annotations
 import time
 
 from iomodels.lab import clients, plotting
-from iomodels.lab.measuring import fmt
-from iomodels.lab.runner import FAILS, HOLDS, UNKNOWN
+from iomodels.lab.measuring import medians
+from iomodels.lab.verdicts import Compare, Rule, samples
 
 TITLE = "Deaf server"
 SECTION = "1.1"
 CLAIM = ("Blocking I/O blocks in both phases, so while it serves one user the server cannot handle "
          "another user's request; processes or threads let it serve several at once.")
-SCALES = {"tiny": {"patience": 0.5}, "quick": {"patience": 1.5}, "full": {"patience": 3.0}}
+SCALES = {"tiny": {"patience": 0.5}, "quick": {"patience": 1.0}, "full": {"patience": 3.0}}
+RULE = Rule((
+    Compare("blocking: 2nd client's wait", "more", "slowest other model's 2nd-client wait", margin=9, unit=" ms"),
+    Compare("other models that left the 2nd client unanswered", "less", 1),
+), words="blocking leaves the 2nd client waiting while the 1st sits idle, at least 10× longer than the slowest "
+         "other model takes to answer it; every other model answers it")
 
 
 def measure(ctx, record) -> None:
+    """Each model's server is asked `ctx.repeats` times: a first client, then a second one."""
     patience = ctx.params(SCALES)["patience"]
     names = ctx.models(record)
-    for model in ctx.each(TITLE, names):
-        with ctx.server(model) as server, clients.connect(server.address) as first:
-            first_answered = clients.ask(first, b"first", 5.0) is not None
-            with clients.connect(server.address) as second:
-                asked = time.monotonic()
-                waited = clients.ask(second, b"second", patience)
-                first.close()
-                late = clients.wait_reply(second, b"second", 10.0, asked) if waited is None else None
-        record.rows.append({
-            "model": model, "first_answered": first_answered,
-            "second_answered_while_first_connected": waited is not None,
+    ctx.begin(TITLE, len(names))
+    for model in names:
+        ctx.step(f"{TITLE}: {model}")
+        with ctx.server(model) as server:
+            for run in range(ctx.repeats):
+                record.rows.append({"model": model, "run": run, **_once(server, patience)})
+
+
+def _once(server, patience: float) -> dict:
+    with clients.connect(server.address) as first:
+        first_answered = clients.ask(first, b"first", 5.0) is not None
+        with clients.connect(server.address) as second:
+            asked = time.monotonic()
+            waited = clients.ask(second, b"second", patience)
+            first.close()
+            late = clients.wait_reply(second, b"second", 10.0, asked) if waited is None else None
+    return {"first_answered": first_answered, "second_answered_while_first_connected": waited is not None,
             "second_reply_ms": round(1000 * (waited if waited is not None else late or float("nan")), 2),
-            "patience_s": patience,
-        })
+            "patience_s": patience}
 
 
 def judge(record):
-    rows = {row["model"]: row for row in record.rows}
-    if "blocking" not in rows or len(rows) < 2:
-        return UNKNOWN, "needs the blocking model and at least one other"
-    deaf = not rows.pop("blocking")["second_answered_while_first_connected"]
-    blocking = record.rows_for(model="blocking")[0]
-    answered = [name for name, row in rows.items() if row["second_answered_while_first_connected"]]
-    slowest = max((rows[name]["second_reply_ms"] for name in answered), default=float("nan"))
-    deciding = (f"blocking: 2nd client {'unanswered' if deaf else 'answered'} for "
-                f"{fmt(blocking['patience_s'])} s while the 1st sat idle (reply {fmt(blocking['second_reply_ms'])} ms "
-                f"after asking, i.e. once the 1st left); {len(answered)}/{len(rows)} other models answered it, "
-                f"in at most {fmt(slowest)} ms")
-    return (HOLDS if deaf and len(answered) == len(rows) else FAILS), deciding
+    runs = sorted({row["run"] for row in record.rows})
+    others = [row for row in record.rows if row["model"] != "blocking"]
+    figures = {
+        "blocking: 2nd client's wait": samples(row["second_reply_ms"] for row in record.rows_for(model="blocking")),
+        "slowest other model's 2nd-client wait": samples(
+            max((row["second_reply_ms"] for row in others if row["run"] == run), default=None) for run in runs),
+        "other models that left the 2nd client unanswered": samples(
+            sum(not row["second_answered_while_first_connected"] for row in others if row["run"] == run)
+            for run in runs) if others else None,
+    }
+    return RULE.decide(figures)
 
 
 def plots(record):
-    rows = record.rows
+    rows = medians(record.rows, "model")
     return [plotting.bars("Second client: time to its reply while the first one sits idle",
                           [row["model"] for row in rows], [row["second_reply_ms"] for row in rows],
                           "milliseconds (log)", log=True, suffix=" ms")]

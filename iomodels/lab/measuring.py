@@ -9,6 +9,7 @@ window do not cover exactly the same seconds, the server's bytes do.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 
 import psutil
@@ -25,18 +26,18 @@ SETTLE = 0.2
 
 
 def fmt(value, digits: int = 3) -> str:
-    """A number for people: 1,234 / 12.3 / 0.0123 / n/a."""
+    """A number for people, three significant digits at most: 1,234 / 12.3 / 0.0123 / 20 / n/a."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 100):
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
         return f"{int(value):,}"
-    if value == 0:
-        return "0"
     magnitude = math.floor(math.log10(abs(value)))
     decimals = max(0, digits - 1 - magnitude)
-    return f"{value:,.{decimals}f}"
+    text = f"{value:,.{decimals}f}"
+    # Significant digits, not padding: 0.06, not 0.0600; 1.5, not 1.50.
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
@@ -86,9 +87,11 @@ def under_load(server: LabServer, size: int = 64, **bench_args) -> dict:
         **{f"{key}_us": value for key, value in result.latency_us.items()},
         "errors": result.errors, "mismatches": result.mismatches,
         "client_cpu": result.client_cpu, "server_cpu": result.server_cpu,
+        # The bench's own CPU (its workers) per request: what the client side pays.
+        "client_cpu_per_request_us": _round(per(result.client_cpu, result.requests_per_s), 1e6),
         "server_cpu_per_request_us": _round(per(counted["cpu_user_s"] + counted["cpu_system_s"], served), 1e6),
         "ctx_switches_per_request": _round(per(counted["ctx_voluntary"] + counted["ctx_involuntary"], served)),
-        "server_rss_mb": round((result.server_rss_bytes or 0) / 2**20, 1),
+        "server_rss_mib": round((result.server_rss_bytes or 0) / 2**20, 1),
         "served": int(served),
     }
     row.update({f"{name}_per_request": _round(per(counted[name], served)) for name in CALLS})
@@ -102,13 +105,35 @@ def under_load(server: LabServer, size: int = 64, **bench_args) -> dict:
     return row
 
 
-def sweep(ctx, title: str, names: list[str], counts, noun: str, **bench_args):
+def sweep(ctx, title: str, names: list[str], counts, noun: str, repeat: tuple = (), **bench_args):
     """For each count, each model: a fresh server under the bench's load with `count` connections.
-    Yields (model, count, row)."""
-    pairs = [(model, count) for count in counts for model in names]
-    for model, count in ctx.each(title, pairs, lambda pair: f"{pair[0]}, {plural(pair[1], noun)}"):
+    Then, for the (model, count) pairs in `repeat` (those that decide the verdict), `ctx.repeats - 1`
+    more rounds, interleaved between the models. Yields (model, count, row); row["run"] numbers the
+    round (0 for the first)."""
+    pairs = [(0, model, count) for count in counts for model in names]
+    pairs += [(run, model, count) for run in range(1, ctx.repeats) for model, count in repeat if model in names]
+    for run, model, count in ctx.each(title, pairs, lambda pair: f"{pair[1]}, {plural(pair[2], noun)}"
+                                      + (f" (run {pair[0] + 1})" if pair[0] else "")):
         with ctx.server(model) as server:
-            yield model, count, under_load(server, connections=count, **bench_args)
+            yield model, count, {"run": run, **under_load(server, connections=count, **bench_args)}
+
+
+def medians(rows: list[dict], *by: str) -> list[dict]:
+    """One row per distinct value of the `by` keys, in first-seen order: each number the median over
+    the repeats (rows that differ only in "run"), anything else as first seen. For plots."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(key) for key in by), []).append(row)
+    out = []
+    for group in groups.values():
+        merged = dict(group[0])
+        for key, value in merged.items():
+            numbers = [r[key] for r in group if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+            if key != "run" and len(numbers) == len(group) and len(group) > 1:
+                merged[key] = statistics.median(numbers)
+        merged.pop("run", None)
+        out.append(merged)
+    return out
 
 
 def percentiles(samples: list[float]) -> dict:
@@ -123,16 +148,16 @@ def percentiles(samples: list[float]) -> dict:
 
 def memory_guard(previous: dict | None, count: int, share: float = 0.5) -> str | None:
     """Why not to try `count` connections, if the memory per connection measured at a smaller
-    count (`previous` row: connections, memory_mb) says they would need more than `share` of the
+    count (`previous` row: connections, memory_mib) says they would need more than `share` of the
     memory available now; None if it looks safe (or nothing was measured yet)."""
     if not previous or not previous.get("connections"):
         return None
-    per_connection = previous["memory_mb"] * 2**20 / previous["connections"]
+    per_connection = previous["memory_mib"] * 2**20 / previous["connections"]
     needed, available = per_connection * count, psutil.virtual_memory().available
     if needed <= share * available:
         return None
     return (f"would need about {needed / 2**30:.1f} GiB ({per_connection / 2**20:.2f} MiB per connection at "
-            f"{previous['connections']:,}), more than {share:.0%} of the {available / 2**30:.1f} GiB available")
+            f"{previous['connections']:,}), more than {100 * share:g} % of the {available / 2**30:.1f} GiB available")
 
 
 def _round(value, scale: float = 1.0):

@@ -2,12 +2,20 @@
 
 matplotlib runs on the Agg backend (no display), and each figure is saved as SVG text into a
 string, which the report pastes into the page: no files, nothing fetched, the page opens offline.
+
+One size for every figure (twice as wide for small multiples, which span the page's two columns),
+saved at that size, so text has the same size in every section. Log axes that must show a zero
+are symmetric-log: linear from 0 to the smallest value measured, so a zero sits at 0 (labelled),
+never at an invented 1e-09. Lines that coincide (threaded under forking) differ in marker and
+line style; more than a few models go to small multiples, one panel each, the others in grey.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
+import textwrap
 
 import matplotlib
 
@@ -25,18 +33,24 @@ STYLE = {
     "axes.titleweight": "bold", "axes.spines.top": False, "axes.spines.right": False,
     "axes.grid": True, "grid.alpha": 0.3, "axes.axisbelow": True, "legend.frameon": False,
     "svg.fonttype": "none",  # text stays text: smaller, selectable, and searchable in the page
+    "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.labelsize": 10, "legend.fontsize": 9,
 }
+WIDE = (12.8, 7.2)
+TITLE_WIDTH = 62  # characters of a title line at the standard figure width
+# Every figure of the lab, and any text added to it after creation, in this one look.
+plt.rcParams.update(STYLE)
 
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-# Tick labels as plain numbers (1,000, not 10³).
-PLAIN = FuncFormatter(lambda value, _: f"{value:,.0f}" if abs(value) >= 1 or value == 0 else f"{value:g}")
+LINESTYLES = ("-", "--", "-.", ":")
+# Tick labels as plain numbers, three significant digits (1,000 not 10³; 1.25 not 1).
+PLAIN = FuncFormatter(lambda value, _: fmt(0 if abs(value) < 1e-12 else value))
 
 
 def _legend(fig, names: list[str]) -> None:
     """Below the plot, where it hides no line or bar; long labels two to a row."""
     columns = 2 if max(map(len, names), default=0) > 20 else 5
-    fig.legend(loc="outside lower center", fontsize=8, ncols=min(len(names), columns))
+    fig.legend(loc="outside lower center", ncols=min(len(names), columns))
 
 
 def _label_log(ax, which: str) -> None:
@@ -54,43 +68,73 @@ def color(model: str) -> str:
 def figure(title: str, xlabel: str = "", ylabel: str = "", size: tuple[float, float] | None = None):
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=size or STYLE["figure.figsize"], layout="constrained")
-    ax.set_title(title, loc="left")
+    ax.set_title(textwrap.fill(title, TITLE_WIDTH), loc="left")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return fig, ax
 
 
+def _zero_safe_log(ax, values, headroom: float = 3) -> None:
+    """A log y axis that shows zeros as zeros: symmetric-log, linear up to the smallest value
+    measured above zero, when any value is 0; plain log otherwise."""
+    positive = [v for v in values if v and v > 0]
+    if positive and len(positive) < len([v for v in values if v is not None]):
+        threshold = 10 ** math.floor(math.log10(min(positive)))
+        ax.set_yscale("symlog", linthresh=threshold, linscale=0.5)
+        ax.set_ylim(0, max(positive) * headroom)  # room above the tallest bar for its label
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    elif positive:
+        ax.set_yscale("log")
+        ax.set_ylim(min(positive) / 2, max(positive) * headroom)
+        _label_log(ax, "y")
+
+
+def _x_labels(ax, labels) -> None:
+    """Slanted, right-aligned category labels when they would collide side by side."""
+    if len(labels) > 5 or sum(len(str(label)) for label in labels) > 48:
+        ax.tick_params(axis="x", labelrotation=35)
+        for text in ax.get_xticklabels():
+            text.set_horizontalalignment("right")
+            text.set_rotation_mode("anchor")
+
+
 def bars(title: str, labels: list[str], values: list[float], ylabel: str, log: bool = False,
          suffix: str = "", colors: list[str] | None = None):
-    """One bar per model (coloured by model), with its value written on top."""
+    """One bar per model (coloured by model), with its value written on top (upright when there is
+    room, turned a quarter when there are many bars)."""
     fig, ax = figure(title, ylabel=ylabel)
     with plt.rc_context(STYLE):
-        shown = [max(value, 1e-9) if log else value for value in values]
+        shown = [0 if value is None or value != value else value for value in values]
         drawn = ax.bar(labels, shown, color=colors or [color(label) for label in labels])
+        crowded = len(labels) > 5
         if log:
-            ax.set_yscale("log")
-            _label_log(ax, "y")
+            _zero_safe_log(ax, shown, headroom=30 if crowded else 5)
         ax.yaxis.set_major_formatter(PLAIN)
-        ax.bar_label(drawn, labels=[fmt(value) + suffix for value in values], fontsize=8, padding=2)
-        ax.tick_params(axis="x", labelrotation=30 if len(labels) > 5 else 0)
+        ax.bar_label(drawn, labels=[fmt(value) + ("" if crowded else suffix) for value in values], fontsize=8,
+                     padding=2, rotation=90 if crowded else 0)
+        ax.margins(y=0.25 if crowded else 0.12)
+        _x_labels(ax, labels)
     return fig
 
 
 def grouped_bars(title: str, groups: list[str], series: dict[str, list[float]], ylabel: str,
                  xlabel: str = "", log: bool = False):
-    """Bars grouped by x (e.g. connection count), one series per model."""
+    """Bars grouped by x (e.g. connection count), one series per model. A zero gets a "0" at the
+    foot of its bar, so a series the legend lists never just vanishes."""
     fig, ax = figure(title, xlabel=xlabel, ylabel=ylabel)
     width = 0.8 / max(len(series), 1)
+    every = []
     for i, (name, values) in enumerate(series.items()):
         xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(xs, [max(v, 1e-9) if log else v for v in values], width, label=name, color=color(name))
+        values = [0 if v is None else v for v in values]
+        every += values
+        drawn = ax.bar(xs, values, width, label=name, color=color(name) if name in ORDER else PALETTE[i % len(PALETTE)])
+        ax.bar_label(drawn, labels=["0" if v == 0 else "" for v in values], fontsize=7, padding=1)
     ax.set_xticks(range(len(groups)), groups)
     if log:
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=0.5)  # a 1 still shows; zeros stay out of sight instead of reaching 1e-9
-        _label_log(ax, "y")
+        _zero_safe_log(ax, every)
     ax.yaxis.set_major_formatter(PLAIN)
-    ax.tick_params(axis="x", labelrotation=30 if len(groups) > 4 else 0)
+    _x_labels(ax, groups)
     _legend(fig, list(series))
     return fig
 
@@ -115,24 +159,74 @@ def by_count(rows: list[dict], x: str, noun: str, charts) -> list:
     return figures
 
 
+def _log_x(ax, every_x) -> None:
+    if 0 in every_x:
+        smallest = min(x for x in every_x if x > 0) if any(x > 0 for x in every_x) else 1
+        ax.set_xscale("symlog", linthresh=smallest, linscale=0.5)
+    else:
+        ax.set_xscale("log")
+    ax.set_xticks(every_x)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _line(ax, i: int, name: str, xs, ys, **style) -> None:
+    """Hollow markers of decreasing size and lines of decreasing width, so a line drawn exactly on
+    another (threaded's thread count under forking's) still shows, inside it."""
+    ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], linestyle=LINESTYLES[i % len(LINESTYLES)],
+            markersize=10 - 3 * (i % 3), markerfacecolor="none", markeredgewidth=1.6, label=name,
+            color=color(name), **style)
+
+
 def lines(title: str, xs_by_name: dict[str, tuple[list, list]], xlabel: str, ylabel: str,
           logx: bool = False, logy: bool = False):
-    """One line per model: {name: (xs, ys)}; markers differ, so lines that coincide stay visible."""
+    """One line per model: {name: (xs, ys)}; markers, sizes and line styles differ, so lines that
+    coincide stay visible (the smaller marker inside the larger)."""
     fig, ax = figure(title, xlabel=xlabel, ylabel=ylabel)
     for i, (name, (xs, ys)) in enumerate(xs_by_name.items()):
-        ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], markersize=7 - i % 3, label=name, color=color(name),
-                alpha=0.9)
+        _line(ax, i, name, xs, ys, alpha=0.9, linewidth=3.2 - 1.0 * (i % 3))
     every_x = sorted({x for xs, _ in xs_by_name.values() for x in xs})
     if logx:
-        ax.set_xscale("symlog" if 0 in every_x else "log", **({"linthresh": 10} if 0 in every_x else {}))
-        ax.set_xticks(every_x)
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        _log_x(ax, every_x)
     ax.xaxis.set_major_formatter(PLAIN)
     if logy:
-        ax.set_yscale("log")
-        _label_log(ax, "y")
+        _zero_safe_log(ax, [y for _, ys in xs_by_name.values() for y in ys])
     ax.yaxis.set_major_formatter(PLAIN)
     _legend(fig, list(xs_by_name))
+    return fig
+
+
+def small_multiples(title: str, xs_by_name: dict[str, tuple[list, list]], xlabel: str, ylabel: str,
+                    logx: bool = False, logy: bool = False, columns: int = 4):
+    """One small panel per model, on shared axes: its line in colour, every other model's in grey
+    behind it. Reads where twelve lines in one plot would tangle."""
+    names = list(xs_by_name)
+    rows = max(1, -(-len(names) // columns))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, columns, figsize=(WIDE[0], min(WIDE[1], 1.0 + 2.1 * rows)),
+                                 sharex=True, sharey=True, layout="constrained", squeeze=False)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=STYLE["axes.titlesize"], fontweight="bold")
+    fig.supxlabel(xlabel, fontsize=STYLE["axes.labelsize"])
+    fig.supylabel(ylabel, fontsize=STYLE["axes.labelsize"])
+    every_x = sorted({x for xs, _ in xs_by_name.values() for x in xs})
+    every_y = [y for _, ys in xs_by_name.values() for y in ys]
+    for index, ax in enumerate(axes.flat):
+        if index >= len(names):
+            ax.set_visible(False)
+            continue
+        name = names[index]
+        for other, (xs, ys) in xs_by_name.items():
+            if other != name:
+                ax.plot(xs, ys, color="#cccccc", linewidth=1, zorder=1)
+        xs, ys = xs_by_name[name]
+        ax.plot(xs, ys, marker="o", markersize=4, color=color(name), linewidth=2, zorder=2)
+        ax.set_title(name, loc="left", fontsize=STYLE["font.size"], fontweight="normal")
+        if logx:
+            _log_x(ax, every_x)
+        if logy:
+            _zero_safe_log(ax, every_y)
+        ax.xaxis.set_major_formatter(PLAIN)
+        ax.yaxis.set_major_formatter(PLAIN)
+        ax.tick_params(axis="x", labelrotation=35)
     return fig
 
 
@@ -140,11 +234,13 @@ def to_svg(fig, salt: str) -> str:
     """The figure as an inline <svg> element; `salt` keeps its internal ids unique in the page."""
     buffer = io.StringIO()
     with plt.rc_context({**STYLE, "svg.hashsalt": salt}):  # stable ids: the same run, the same page
-        fig.savefig(buffer, format="svg", bbox_inches="tight")
+        fig.savefig(buffer, format="svg")  # at its own size: the same text size in every figure
     plt.close(fig)
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]  # drop the XML declaration and DOCTYPE: not allowed inline
     # Several plots share one page: prefix every id (and every reference to one) to keep them unique.
     svg = re.sub(r'(id="|url\(#|href="#)([^")]+)', lambda m: f"{m.group(1)}{salt}-{m.group(2)}", svg)
     # Scale with the page instead of a fixed size in points.
-    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class="plot" role="img"', svg, count=1)
+    wide = fig.get_figwidth() > STYLE["figure.figsize"][0] * 1.5
+    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"',
+                  rf'<svg\1 class="plot{" wide" if wide else ""}" role="img"', svg, count=1)

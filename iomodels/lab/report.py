@@ -19,7 +19,8 @@ from iomodels.lab import plotting, runner
 from iomodels.lab.measuring import fmt
 from iomodels.lab.runner import Record
 
-VERDICT_CLASS = {runner.HOLDS: "holds", runner.FAILS: "does-not-hold", runner.UNKNOWN: "not-measured"}
+VERDICT_CLASS = {runner.HOLDS: "holds", runner.FAILS: "does-not-hold", runner.INCONCLUSIVE: "inconclusive",
+                 runner.UNKNOWN: "not-measured"}
 
 
 def write(out_dir: str, records: list[Record], meta: dict, machine: dict, json_only: bool = False) -> dict[str, str]:
@@ -58,12 +59,14 @@ def _deciding(record: Record) -> str:
     if record.status == "not run":
         return "not run (the lab was interrupted before it)"
     if record.status == "failed" and not record.rows:
-        return f"the experiment failed: {record.error.strip().splitlines()[-1] if record.error else 'unknown error'}"
+        last = record.error.strip().splitlines()[-1] if record.error else "unknown error"
+        # The traceback's last line is "module.ExceptionName: message": the message is for people.
+        return f"the experiment failed: {re.sub(r'^[A-Za-z_.]+(Error|Exception|Failed|Timeout)?: ', '', last)}"
     return record.deciding
 
 
 def tally(records: list[Record]) -> dict[str, int]:
-    counts = {runner.HOLDS: 0, runner.FAILS: 0, runner.UNKNOWN: 0}
+    counts = {runner.HOLDS: 0, runner.FAILS: 0, runner.INCONCLUSIVE: 0, runner.UNKNOWN: 0}
     for record in records:
         counts[record.verdict] = counts.get(record.verdict, 0) + 1
     return counts
@@ -76,7 +79,8 @@ def page(records: list[Record], meta: dict, machine: dict) -> str:
     e = html.escape
     claims_rows = "\n".join(
         f'      <tr><td class="claim"><a href="#{_anchor(r)}">{e(r.title)}</a><q>{e(r.claim)}</q></td>'
-        f"<td>{e(r.section)}</td><td>{_badge(r.verdict)}</td><td class=\"numbers\">{e(_deciding(r))}</td></tr>"
+        f"<td>{e(r.section)}</td><td>{_badge(r.verdict)}</td><td class=\"rule\">{e(r.rule)}</td>"
+        f"<td class=\"numbers\">{e(_deciding(r))}</td></tr>"
         for r in records)
     counts = tally(records)
     tally_html = "".join(f'<span class="{VERDICT_CLASS[verdict]}">{count} {e(verdict)}</span>'
@@ -116,6 +120,7 @@ def _section(record: Record) -> str:
     parts = [f'<section id="{_anchor(record)}">',
              f'<h2>{e(record.title)}<span class="section">§{e(record.section)}</span></h2>',
              f"<blockquote>{e(record.claim)}</blockquote>",
+             *([f'<p class="rule"><strong>Rule:</strong> {e(record.rule)}</p>'] if record.rule else []),
              f'<p class="deciding">{_badge(record.verdict)} {e(_deciding(record))}</p>',
              f'<p class="explain">{_code(e(" ".join(record.explanation.split())))}</p>']
     plots = _plots(record)
@@ -145,7 +150,7 @@ def _plots(record: Record) -> list[str]:
     try:
         figures = runner.load(record.name).plots(record)
     except Exception as exc:  # a plot must not cost the report: say so instead
-        return [f'<p class="note">Plot unavailable: {html.escape(f"{type(exc).__name__}: {exc}")}</p>']
+        return [f'<p class="note">Plot unavailable: {html.escape(str(exc))} (a bug: please report it)</p>']
     return [plotting.to_svg(fig, f"{_anchor(record)}-{i}") for i, fig in enumerate(figures)]
 
 
@@ -174,11 +179,13 @@ def markdown(records: list[Record], meta: dict, machine: dict) -> str:
     lines = ["# iomodels lab report", "",
              f"Machine: {machine_info.summary(machine)}.", "", _run_summary(meta), "",
              "Verdicts: " + ", ".join(f"{count} {verdict}" for verdict, count in counts.items() if count) + ".", "",
-             "| Claim | § | Verdict | The numbers that decide it |", "|---|---|---|---|"]
+             "| Claim | § | Verdict | Rule | The numbers that decided it |", "|---|---|---|---|---|"]
     for r in records:
-        lines.append(f"| **{_md(r.title)}**: {_md(r.claim)} | {r.section} | {r.verdict} | {_md(_deciding(r))} |")
+        lines.append(f"| **{_md(r.title)}**: {_md(r.claim)} | {r.section} | {r.verdict} | {_md(r.rule)} "
+                     f"| {_md(_deciding(r))} |")
     for r in records:
         lines += ["", f"## {r.title} (§{r.section})", "", f"> {r.claim}", "",
+                  *([f"Rule: {r.rule}", ""] if r.rule else []),
                   f"**{r.verdict}**: {_deciding(r)}", "", " ".join(r.explanation.split())]
         lines += [f"\nSkipped {item['model']}: {item['reason']}" for item in r.skipped]
         lines += [f"\nNote: {note}" for note in r.notes]

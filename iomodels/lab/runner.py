@@ -5,7 +5,10 @@ An experiment is one module of this package with:
   explains it in the report;
 - `measure(ctx, record)`: appends what it measures to `record.rows` as it goes, so a Ctrl-C keeps
   whatever was measured;
-- `judge(record) -> (verdict, deciding)`: the verdict from those rows, never written by hand;
+- `RULE` (optional, iomodels/lab/verdicts.py): the claim's test, declared once as data, shown in
+  words in the claims table;
+- `judge(record) -> (verdict, deciding)`: the verdict from those rows (usually `RULE.decide` on the
+  figures the rows give, each measured `ctx.repeats` times), never written by hand;
 - `plots(record) -> list[Figure]`: matplotlib figures, drawn from the rows again when reporting.
 
 Scales: `tiny` (the tests: seconds, no meaningful numbers), `quick` (`make lab`: a few minutes on
@@ -26,13 +29,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iomodels.serving import models
 from iomodels.lab.servers import LabServer
+from iomodels.lab.verdicts import FAILS, HOLDS, INCONCLUSIVE, UNKNOWN
+
+__all__ = ["EXPERIMENTS", "FAILS", "HOLDS", "INCONCLUSIVE", "UNKNOWN", "Context", "Record", "run", "judge"]
 
 SCALES = ("tiny", "quick", "full")
 # In the tutorial's order, so the claims table reads like its sections.
 EXPERIMENTS = ("deaf_server", "thread_cost", "pool_limit", "thread_pool_creation", "connection_pool",
                "busy_polling", "select_wakeups", "few_connections", "many_connections", "async_io",
                "who_waits_where", "ticket_office")
-HOLDS, FAILS, UNKNOWN = "holds", "does not hold", "not measured"
+# How many times each experiment measures the figures that decide its verdict, at each scale.
+REPEATS = {"tiny": 2, "quick": 3, "full": 5}
 
 
 @dataclasses.dataclass
@@ -43,6 +50,7 @@ class Record:
     section: str
     claim: str
     explanation: str
+    rule: str = ""  # the claim's test in words (the module's RULE)
     rows: list[dict] = dataclasses.field(default_factory=list)
     skipped: list[dict] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -66,6 +74,7 @@ class Context:
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, not {scale!r}")
         self.scale = scale
+        self.repeats = REPEATS[scale]
         self.chosen = chosen_models
         self._progress = progress
         self._task = None
@@ -131,8 +140,9 @@ def load(name: str):
 
 def new_record(name: str) -> Record:
     module = load(name)
+    rule = getattr(module, "RULE", None)
     return Record(name=name, title=module.TITLE, section=module.SECTION, claim=module.CLAIM,
-                  explanation=(module.__doc__ or "").strip())
+                  explanation=(module.__doc__ or "").strip(), rule=rule.text() if rule else "")
 
 
 def judge(record: Record) -> None:
@@ -140,7 +150,7 @@ def judge(record: Record) -> None:
     try:
         record.verdict, record.deciding = load(record.name).judge(record)
     except Exception as exc:  # a judge that cannot decide on partial rows: say so, keep going
-        record.verdict, record.deciding = UNKNOWN, f"could not decide: {type(exc).__name__}: {exc}"
+        record.verdict, record.deciding = UNKNOWN, f"could not decide from the rows measured ({exc})"
     if record.status != "done" and record.verdict != UNKNOWN:
         record.deciding += f" (from a {record.status} run)"
 
@@ -179,7 +189,7 @@ def run(names=EXPERIMENTS, scale: str = "quick", chosen_models: list[str] | None
                 record.seconds = round(time.monotonic() - started, 1)
             judge(record)
             progress.advance(overall)
-            colour = {HOLDS: "green", FAILS: "red"}.get(record.verdict, "bright_black")
+            colour = {HOLDS: "green", FAILS: "red", INCONCLUSIVE: "yellow"}.get(record.verdict, "bright_black")
             console.print(f"{record.title}: [{colour}]{record.status if record.status != 'done' else record.verdict}"
                           f"[/{colour}] ({record.seconds:g} s)")
             if on_record:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from iomodels.serving import models
 from iomodels.lab.measuring import fmt
-from iomodels.lab.runner import FAILS, HOLDS, UNKNOWN
+from iomodels.lab.runner import UNKNOWN
+from iomodels.lab.verdicts import Compare, Rule, share
 from iomodels.trace import figure, overhead, run
 from iomodels.trace.strace import TraceError, check_tracer
 
@@ -27,6 +28,11 @@ CLAIM = ("Blocking I/O blocks through both phases, waiting for the data and copy
 SCALES = {"tiny": {"delay": 0.15, "attempts": 2, "overhead_calls": 500},
           "quick": {"delay": 0.2, "attempts": 4, "overhead_calls": 5000},
           "full": {"delay": 0.5, "attempts": 4, "overhead_calls": 20000}}
+IN_SHAPE = "models traced in the tutorial's shape"
+RULE = Rule((Compare(IN_SHAPE, "at_least", 100.0, unit=" %"),),
+            words="every model traced waits and copies where the tutorial says: blocking in one recv, "
+                  "nonblocking in a loop of EAGAIN recvs, the multiplexers and sigio in their wait then a "
+                  "recv of their own, io_uring in io_uring_enter with no recv")
 KEPT = ("model", "waited_in", "calls_while_waiting", "found_nothing", "copy_call", "kernel_copied", "copy_bytes",
         "copy_us", "returned_after_send_us", "wakeups", "delay_ms", "silence_ms", "ready_ms", "waited_ms", "asleep_ms", "waited_share", "attempts",
         "sentence")
@@ -105,7 +111,8 @@ def judge(record):
                      "silence" + (", so tracing did not stretch the waits" if low["waited_share"] >= 0.8 else
                                   f" ({low['model']} the least: the rest of its silence it spent in user space "
                                   "or waiting for a CPU, traced)"))
-    return (HOLDS if not wrong else FAILS), "; ".join(parts)
+    verdict, decided = RULE.decide({IN_SHAPE: share([{"ok": _shape_holds(row)} for row in traces], "ok")})
+    return verdict, "; ".join([decided, *parts])
 
 
 def plots(record):

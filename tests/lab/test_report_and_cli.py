@@ -35,7 +35,7 @@ def test_writes_html_markdown_and_json(report_dir):
     for experiment in results["experiments"]:
         assert experiment["status"] == "done" and experiment["rows"] and experiment["deciding"]
     markdown = (report_dir / "report.md").read_text()
-    assert "| Claim | § | Verdict | The numbers that decide it |" in markdown
+    assert "| Claim | § | Verdict | Rule | The numbers that decided it |" in markdown
     assert markdown.count("\n## ") == len(results["experiments"]) + 1  # + the machine
 
 
@@ -102,3 +102,10 @@ def test_ctrl_c_stops_servers_and_writes_what_was_measured(tmp_path):
     assert first["status"] == "interrupted" and first["rows"]
     assert second["status"] == "not run"
     assert "Interrupted" in (tmp_path / "index.html").read_text()
+
+
+def test_only_accepts_dashes_as_in_the_readme_and_the_list():
+    from iomodels.lab.cli import _names
+    from iomodels.lab.runner import EXPERIMENTS
+    assert _names("deaf-server, connection_pool", list(EXPERIMENTS), "experiment(s)", dashes=True) == [
+        "deaf_server", "connection_pool"]

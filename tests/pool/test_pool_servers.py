@@ -35,7 +35,7 @@ def test_many_threads_share_a_small_pool_byte_exact(serve, model):
 
 def test_server_closing_idle_connections_under_the_pool(serve, model):
     server = serve(model, "--idle-timeout", "0.3")
-    with ConnectionPool(*server.address, max_size=4) as pool:
+    with ConnectionPool(*server.address, max_size=4, peek_after=0) as pool:
         with contextlib.ExitStack() as stack:  # four connections open at once
             for client in [stack.enter_context(pool.connection()) for _ in range(4)]:
                 assert client.request(b"before") == b"BEFORE"

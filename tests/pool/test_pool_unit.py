@@ -44,7 +44,7 @@ def test_reuses_one_connection_for_sequential_requests(fake_server):
 
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 def test_connections_closed_while_idle_are_discarded_never_handed_out(fake_server, reset):
-    with pool_for(fake_server, max_size=3) as pool:
+    with pool_for(fake_server, max_size=3, peek_after=0) as pool:
         fill(pool, 3)
         assert pool.idle == 3
         fake_server.close_existing(reset=reset)
