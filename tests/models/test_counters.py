@@ -50,8 +50,9 @@ def test_event_driven_models_sleep_while_idle(serve, model, tmp_path):
         time.sleep(1.0)
         after = support.read_counters(server, path)
     # Nothing is scheduled (no timeouts): no wake-up at all, except that sigio's wait, made through
-    # ctypes, returns with EINTR for the SIGUSR1 that asks for the counters.
-    assert after["wait_calls"] - before["wait_calls"] <= (1 if model == "sigio" else 0)
+    # ctypes, returns with EINTR for each SIGUSR1 that asks for the counters: the second one's, and
+    # the first one's when it lands after its stats file was written (another thread writes it).
+    assert after["wait_calls"] - before["wait_calls"] <= (2 if model == "sigio" else 0)
     assert after["recv_calls"] == before["recv_calls"]
 
 
