@@ -22,12 +22,15 @@ pytestmark = pytest.mark.timeout(120)
 
 def test_nonblocking_never_waits_and_counts_every_eagain(serve, tmp_path):
     path = str(tmp_path / "stats.json")
-    server = serve("nonblocking", "--stats-file", path)
+    server = serve("nonblocking", "--stats-file", path, "--drain-timeout", "0")
     with server.connect() as idle:
         assert request(idle, b"hello") == b"HELLO"
         first = support.read_counters(server, path)["recv_eagain"]
         assert support.wait_until(lambda: support.read_counters(server, path)["recv_eagain"] > first + 1000)
-        counters = support.read_counters(server, path)
+        # The final counters, written once the loop has ended: a live reading comes from another
+        # thread and may catch a recv counted and its EAGAIN not yet.
+        assert server.stop() == 0
+    counters = support.read_stats_file(path)
     assert counters["wait_calls"] == 0
     assert counters["recv_calls"] - counters["recv_eagain"] == 1  # the one recv that found "hello"
     assert counters["empty_wakeups"] > 1000  # passes that found nothing to do
