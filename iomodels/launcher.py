@@ -52,8 +52,9 @@ class ServerProcess:
             cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, cwd=cwd,
             env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
             start_new_session=new_session, preexec_fn=_preexec(nofile, cpus))
-        self.process = psutil.Process(self.proc.pid)
-        try:
+        self.process: psutil.Process | None = None
+        try:  # from here on, whatever interrupts us (Ctrl-C included) kills what we started
+            self.process = psutil.Process(self.proc.pid)
             self.host, self.port = self._wait_ready(port_file, time.monotonic() + ready_timeout)
         except BaseException:
             self.kill()
@@ -109,7 +110,7 @@ class ServerProcess:
 
     def descendants(self) -> list[psutil.Process]:
         with contextlib.suppress(psutil.Error):
-            return self.process.children(recursive=True)
+            return self.process.children(recursive=True) if self.process else []
         return []
 
     def figures(self) -> procstats.Figures:

@@ -102,13 +102,16 @@ class Context:
 
     @contextlib.contextmanager
     def server(self, model: str, *flags: str, **kwargs):
-        server = LabServer(model, *flags, **kwargs)
-        self._servers.append(server)
-        try:
+        server = None
+        try:  # a Ctrl-C landing between the start and the bookkeeping must not leak the server
+            server = LabServer(model, *flags, **kwargs)
+            self._servers.append(server)
             yield server
         finally:
-            self._servers.remove(server)
-            server.stop(timeout=10, check=False)
+            if server is not None:
+                if server in self._servers:
+                    self._servers.remove(server)
+                server.stop(timeout=10, check=False)
 
     def stop_servers(self) -> None:
         for server in list(self._servers):
