@@ -5,7 +5,7 @@
 One `Connection` is fed its own correct replies, `depth` at a time, as one receive each (the case
 pipelining produces), and its writes go nowhere (os.write is replaced by a function returning the
 length), so what is timed is only our Python: verification, counting, timing, refilling. Process
-CPU time, best of 7 runs. What a real run adds per message (uvloop, the kernel's loopback TCP) is in
+CPU time, best of 7 runs. What a real run adds per message (the Poller's read, the kernel's loopback TCP) is in
 benchmarks/bench_vs_c.py's figures.
 """
 
@@ -29,21 +29,11 @@ class _Socket:
         return -1
 
 
-class _Transport:
-    socket = _Socket()
-
-    def get_extra_info(self, name):
-        return self.socket
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
 def ns_per_message(depth: int, messages: int = 400_000) -> float:
     tally = Tally()
     stream = Stream(Messages(Size(SIZE, SIZE)), depth * SIZE)
     conn = Connection(tally, stream, FIRST, refill=True)
-    conn.connection_made(_Transport())
+    conn.attached(_Socket(), poller=None)  # every write is taken whole: nothing is ever pending
     conn.start(depth)
     # The stream repeats every stream.count messages, so these windows are every reply batch to come.
     replies = [stream.window(stream.expected, stream.offset(FIRST + k * depth), SIZE * depth)

@@ -219,13 +219,16 @@ def section(results: list[dict], args, cases: list, python_costs: list[str]) -> 
         "number of replies is checked with one `==` against one slice of the expected bytes, the replies it "
         "completes are counted by offset arithmetic, each batch of requests written together is timed by one "
         "(latency, count) pair, and the refill is one slice and one `write(2)` straight to the socket (uvloop's "
-        "`transport.write()` would queue it to the end of the loop iteration). Latencies go to the histogram "
-        "with numpy a few times a second. A latency at depth is the time from the write(2) that carried the "
+        "`transport.write()` would queue it to the end of the loop iteration). The loaded connections are not "
+        "uvloop transports: uvloop watches one epoll of ours, and one callback drains it, one `read(2)` per "
+        "ready connection, sized to one byte more than can be owed (at depth 1 a 65-byte read, whose bytes "
+        "object comes from Python's small-object allocator; uvloop reads into 256 KiB). Latencies go to the "
+        "histogram with numpy a few times a second. A latency at depth is the time from the write(2) that carried the "
         "request to the return of the receive that completed its reply.", "",
         *([f"The Python part alone (`benchmarks/bench_hotpath.py`: one connection fed its replies, no network, "
            f"no event loop, writes to nowhere): {'; '.join(line.strip() for line in python_costs)}. The rest of "
-           f"our CPU per message is uvloop's read path and the kernel's loopback TCP, which the C generator "
-           f"pays too.", ""] if python_costs else []),
+           f"our CPU per message is the read and write calls and the kernel's loopback TCP, which the C "
+           f"generator pays too.", ""] if python_costs else []),
         "Commands:", "", "```sh",
         "make yardsticks",
         f".venv/bin/python benchmarks/bench_vs_c.py --ref {os.path.relpath(args.ref, ROOT)} --rounds {args.rounds} "

@@ -16,14 +16,15 @@ worker's `Stream` (all messages end to end), so a receive is checked with one `=
 slice of the expected bytes, whatever mix of whole and partial replies it holds; the replies it
 completes are counted by arithmetic on offsets; each batch of requests written together is timed
 with one (latency, count) pair; the refill is one slice and one write(2) straight to the socket
-(see `_write`). In ping-pong a receive that is exactly the one reply in flight takes a shorter
+(see `_write`). The receives come from the worker's `Poller` (one read(2) each). In ping-pong a receive that is exactly the one reply in flight takes a shorter
 path still. Only a receive that does not match goes message by message (`_mismatched`), to count
 the wrong replies and to name the first wrong byte.
 """
 
 from __future__ import annotations
 
-import asyncio
+import socket
+import struct
 from array import array
 from collections import deque
 from os import write as os_write
@@ -35,6 +36,10 @@ from iomodels.bench.payload import Stream
 from iomodels.bench.timer import WakeUp
 
 MAX_BURST = 20_000  # open loop: messages sent per timer tick at most, so the loop still reads
+# Bytes per read(2) at most. Each read allocates a bytes object of this size before it shrinks to
+# what arrived: from 128 KiB on, glibc maps and unmaps that memory on every read (measured: 15 us
+# per read at 256 KiB, 2 us at 64 KiB).
+MAX_READ = 64 << 10
 
 
 class Tally:
@@ -101,17 +106,20 @@ class Tally:
             self.lost += 1
 
 
-class Connection(asyncio.Protocol):
+class Connection:
     """Message numbers are absolute positions in the worker's `Stream`, from `first`: `sent` were
     written, `done` replies are complete, `got` bytes of reply `done` arrived. Requests written
     together form a batch, timed from one instant: the head batch ends at message `head_end` and
     was written at `head_t`, the later ones wait in `queue` as (end, t). `expect` is the whole
     reply `done` while none of it has arrived (else None: the ping-pong fast path compares with
-    it); `tainted` is a reply already known wrong whose end has not arrived yet (else -1)."""
+    it); `tainted` is a reply already known wrong whose end has not arrived yet (else -1).
+    `read_size` bounds each read(2): in closed loop one byte more than can ever be owed, so that a
+    small reply is read into a small bytes object, and a server that sends more than it was sent
+    is still caught by the first read that holds the surplus."""
 
     __slots__ = ("tally", "record", "stream", "pairs", "count", "number", "first", "sent", "done", "got",
-                 "expect", "head_end", "head_t", "queue", "tainted", "refill", "pingpong", "transport", "fd",
-                 "direct", "alive", "closing", "fixed", "period", "span", "expected")
+                 "expect", "head_end", "head_t", "queue", "tainted", "refill", "pingpong", "sock", "poller", "fd",
+                 "direct", "pending", "read_size", "alive", "closing", "fixed", "period", "span", "expected")
 
     def __init__(self, tally: Tally, stream: Stream, first: int, refill: bool, number: int = 0):
         self.tally = tally
@@ -130,9 +138,11 @@ class Connection(asyncio.Protocol):
         self.tainted = -1
         self.refill = refill  # closed loop: each completed reply sends the next message
         self.pingpong = False  # closed loop, one message in flight: the fast path does it all
-        self.transport = None
+        self.sock = self.poller = None
         self.fd = -1
-        self.direct = True  # writes go straight to the socket (see _write)
+        self.direct = True  # nothing is pending: writes go straight to the socket (see _write)
+        self.pending = bytearray()
+        self.read_size = MAX_READ
         self.alive = self.closing = False
 
     @property
@@ -140,17 +150,33 @@ class Connection(asyncio.Protocol):
         """Reply bytes received so far."""
         return self.stream.offset(self.done) + self.got - self.stream.offset(self.first)
 
-    def connection_made(self, transport):
-        self.transport = transport
-        self.fd = transport.get_extra_info("socket").fileno()
+    def attached(self, sock, poller) -> None:
+        """The Poller now reads `sock` for us."""
+        self.sock, self.poller, self.fd = sock, poller, sock.fileno()
         self.alive = True
 
-    def connection_lost(self, exc):
-        self.alive = False
-        self.tally.connection_lost(self, exc)
+    def lost(self, exc: BaseException | None) -> None:
+        """The server closed (None), reset, or the socket failed: counted unless we were closing."""
+        if self._release():
+            self.tally.connection_lost(self, exc)
 
-    def eof_received(self):
-        return False  # close our side too; connection_lost counts it
+    def close(self, reset: bool = False) -> None:
+        """Ours: a FIN, or with `reset` an RST (SO_LINGER 0). Not counted as lost."""
+        self.closing = True
+        if reset and self.alive:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass  # already failing: closing is all that is left
+        self._release()
+
+    def _release(self) -> bool:
+        if not self.alive:
+            return False
+        self.alive = False
+        self.poller.forget(self.fd)
+        self.sock.close()
+        return True
 
     def start(self, depth: int) -> None:
         """Closed loop: put `depth` messages in flight at once (unless the server already hung up,
@@ -158,6 +184,8 @@ class Connection(asyncio.Protocol):
         if not self.alive or self.closing:
             return
         self.pingpong = self.refill and depth == 1
+        if self.refill:
+            self.read_size = min(MAX_READ, depth * self.stream.longest + 1)
         self._send(depth, perf_counter_ns())
 
     def send(self, intended_ns: int) -> None:
@@ -181,8 +209,7 @@ class Connection(asyncio.Protocol):
                 except OSError:
                     sent = 0
                 if sent < len(message):
-                    self.direct = False
-                    self.transport.write(message[sent:])
+                    self._hold(message[sent:])
                 return
             if self.head_end == done and self.queue:
                 self.head_end, self.head_t = self.queue.popleft()
@@ -220,8 +247,7 @@ class Connection(asyncio.Protocol):
             self.tally.protocol_error("the server sent more bytes than it was sent"
                                       if limit > stream.offset(self.first) else
                                       "the server sent before it was sent anything")
-            self.closing = True
-            self.transport.abort()
+            self.close(reset=True)
 
     def _mismatched(self, data, start: int, stop: int) -> int:
         """Check [start, stop) reply by reply; count each wrong reply once, when its end has arrived;
@@ -301,27 +327,42 @@ class Connection(asyncio.Protocol):
         self._write(message)
 
     def _write(self, data: bytes) -> None:
-        """Send now, with one write(2), as the C generator does.
-
-        uvloop's transport.write() only queues the bytes: it sends them at the end of the loop
-        iteration, after every reply read in that iteration was handled. The server then gets
-        requests in bursts and sits idle in between, and client and server end up taking turns
-        instead of working in parallel (measured: several % fewer requests/s, more CPU per
-        request). What the socket does not take at once goes to the transport, and later writes
-        follow it there until it has drained, so the byte order on the wire never changes.
+        """Send now, with one write(2), as the C generator does: a request queued to the end of
+        the loop's iteration (as uvloop's transport.write() does) reaches the server in bursts, and
+        client and server end up taking turns instead of working in parallel (measured: several %
+        fewer requests/s). What the socket does not take at once waits in `pending`, and later
+        writes queue behind it until it has drained, so the byte order on the wire never changes.
         """
         if not self.direct:
-            if self.transport.get_write_buffer_size():
-                self.transport.write(data)
-                return
-            self.direct = True
+            self.pending += data
+            return
         try:
             sent = os_write(self.fd, data)
-        except OSError:  # full (EAGAIN), or failing: the transport buffers it, or meets the error
+        except OSError:  # full (EAGAIN), or failing: the next write, or the next read, meets the error
             sent = 0
         if sent < len(data):
-            self.direct = False
-            self.transport.write(memoryview(data)[sent:])
+            self._hold(memoryview(data)[sent:])
+
+    def _hold(self, rest) -> None:
+        if not self.alive:
+            return
+        self.direct = False
+        self.pending += rest
+        self.poller.watch_writes(self.fd, True)
+
+    def writable(self) -> None:
+        """The Poller: the socket takes more of what is pending."""
+        try:
+            sent = os_write(self.fd, self.pending)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.lost(exc)
+            return
+        del self.pending[:sent]
+        if not self.pending:
+            self.direct = True
+            self.poller.watch_writes(self.fd, False)
 
 
 

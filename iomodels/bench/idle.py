@@ -150,9 +150,18 @@ class ConnectErrors:
         return sum(self.by_reason.values())
 
 
-async def open_many(loop, address, plan: SourcePlan, indices, protocol_factory, errors: ConnectErrors,
+def on_transports(loop, protocol_factory):
+    """An `attach` for open_many: each socket goes to an asyncio transport and a new protocol."""
+    async def attach(sock):
+        _, protocol = await loop.create_connection(protocol_factory, sock=sock)
+        return protocol
+    return attach
+
+
+async def open_many(loop, address, plan: SourcePlan, indices, attach, errors: ConnectErrors,
                     timeout: float = 10.0, parallel: int = 256) -> list:
-    """Connect one socket per global index, `parallel` at a time; returns the protocols connected."""
+    """Connect one socket per global index, `parallel` at a time, and hand each to `attach(sock)`
+    (a coroutine returning its protocol, see on_transports); returns the protocols connected."""
     gate = asyncio.Semaphore(parallel)
     protocols = []
 
@@ -163,8 +172,7 @@ async def open_many(loop, address, plan: SourcePlan, indices, protocol_factory, 
             except (OSError, asyncio.TimeoutError) as exc:
                 errors.add(exc)
                 return
-            _, protocol = await loop.create_connection(protocol_factory, sock=sock)
-            protocols.append(protocol)
+            protocols.append(await attach(sock))
 
     await asyncio.gather(*(one(i) for i in indices))
     return protocols

@@ -148,6 +148,7 @@ class Stream:
         self.sent = sent + sent[:self.reach]
         self.expected = expected + expected[:self.reach]
         self.fixed = messages.size.high if messages.size.fixed else 0
+        self.longest = max(len(message) for message, _ in self.pairs)
         ends, total = [], 0
         for message, _ in self.pairs:
             total += len(message)

@@ -1,4 +1,5 @@
-"""One bench worker process: its share of the connections, on its own uvloop event loop.
+"""One bench worker process: its share of the connections, on its own uvloop event loop (the loaded
+connections are read through one `Poller`, see poller.py).
 
 Talks to the parent over a pipe, in this order:
     worker -> ("ready", {...})        idle and active connections are open
@@ -27,9 +28,10 @@ import uvloop
 
 from iomodels.bench.connection import Connection, Schedule, Tally, round_robin
 from iomodels.bench.histogram import LatencyHistogram
-from iomodels.bench.idle import IdleConnection, LimitError, SourcePlan, open_many, raise_nofile
+from iomodels.bench.idle import IdleConnection, LimitError, SourcePlan, on_transports, open_many, raise_nofile
 from iomodels.bench.oneshot import OneShotRequests
 from iomodels.bench.payload import Messages, Size, Stream
+from iomodels.bench.poller import Poller
 
 TICK = 0.25  # seconds between latency flushes and progress messages
 INTERVAL = 1.0  # seconds per point of the time series (--csv, --hdr-log, the JSON's "intervals")
@@ -77,13 +79,14 @@ async def _run(spec: WorkerSpec, pipe) -> None:
     plan = SourcePlan(spec.host, spec.total_connections)
     address = (spec.host, spec.port)
     messages = Messages(spec.size, seed=spec.index)
-    idle = await open_many(loop, address, plan, range(spec.first_idle, spec.first_idle + spec.idle),
-                           lambda: IdleConnection(tally), tally.connect)
-    active, oneshot = [], None
+    silent = on_transports(loop, lambda: IdleConnection(tally))
+    idle = await open_many(loop, address, plan, range(spec.first_idle, spec.first_idle + spec.idle), silent,
+                           tally.connect)
+    active, oneshot, poller = [], None, None
     if spec.connect_per_request:
         oneshot = OneShotRequests(loop, address, plan.family, tally, messages.script(spec.index))
         # One probe connection, so that a server that is not there fails the run up front.
-        probes = await open_many(loop, address, plan, [0], lambda: IdleConnection(tally), tally.connect)
+        probes = await open_many(loop, address, plan, [0], silent, tally.connect)
         for probe in probes:
             probe.closing = True
             probe.transport.close()
@@ -91,23 +94,29 @@ async def _run(spec: WorkerSpec, pipe) -> None:
     else:
         first = spec.first_connection
         stream = Stream(messages, min(MAX_REACH, spec.pipeline * spec.size.high))
+        poller = Poller(loop)
         starts = iter(range(first, first + spec.connections))
-        active = await open_many(
-            loop, address, plan, range(first, first + spec.connections),
-            lambda: _connection(tally, stream, next(starts), spec.rate is None), tally.connect)
+
+        async def loaded(sock):
+            connection = _connection(tally, stream, next(starts), spec.rate is None)
+            poller.attach(sock, connection)
+            return connection
+
+        active = await open_many(loop, address, plan, range(first, first + spec.connections), loaded,
+                                 tally.connect)
         connected = len(active)
     ready = {"connected": connected, "idle": len(idle), "connect_errors": tally.connect.count,
              "connect_reasons": tally.connect.by_reason}
     command = await _receive(loop, pipe) if _send(pipe, ("ready", ready)) else ("stop",)
     if command[0] != "start":
-        return await _close(tally, [], idle, oneshot)
+        return await _close(tally, active, idle, oneshot, poller)
     t0 = command[1]
     warm_end = t0 + int(spec.warmup * 1e9)
     end = warm_end + int(spec.duration * 1e9)
     await asyncio.sleep(max(0.0, (t0 - perf_counter_ns()) / 1e9))
     schedule = _start(loop, spec, active, oneshot, t0, end)
     window, intervals, partial = await _measure(spec, tally, pipe, active, oneshot, t0, warm_end, end)
-    await _close(tally, active, idle, oneshot)
+    await _close(tally, active, idle, oneshot, poller)
     (t_start, cpu_start, bytes_start), (t_end, cpu_end, bytes_end) = window["start"], window["end"]
     seconds = (t_end - t_start) / 1e9
     _send(pipe, ("done", {
@@ -226,13 +235,14 @@ async def _receive(loop, pipe):
         return ("stop",)
 
 
-async def _close(tally: Tally, active, idle, oneshot) -> None:
+async def _close(tally: Tally, active, idle, oneshot, poller) -> None:
     tally.finishing = True
     if oneshot is not None:
         await oneshot.stop()
-    for protocol in active:
-        if protocol.transport is not None:
-            protocol.transport.close()
+    for connection in active:
+        connection.close()
+    if poller is not None:
+        poller.close()
     for protocol in idle:
         protocol.reset()
     await asyncio.sleep(0)  # let the transports run their close callbacks
