@@ -23,6 +23,7 @@ import select
 from os import read as os_read
 
 READ_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
+WRITABLE = select.EPOLLOUT
 MAX_EVENTS = 1024  # per drain, after which the event loop runs its timers before the next one
 
 
@@ -57,7 +58,7 @@ class Poller:
             connection = connections.get(fd)
             if connection is None:
                 continue  # closed earlier in this batch
-            if events & select.EPOLLOUT:
+            if events & WRITABLE:
                 connection.writable()
                 if not events & READ_EVENTS or fd not in connections:
                     continue
