@@ -15,7 +15,8 @@ import asyncio
 import errno
 from time import perf_counter_ns
 
-from iomodels.bench.connection import Schedule, Tally
+from iomodels.bench.connection import Tally
+from iomodels.bench.schedule import Schedule
 from iomodels.addresses import LAST_SOURCE, is_loopback, source_address
 from iomodels.bench.idle import connect
 

@@ -26,12 +26,13 @@ from time import perf_counter_ns
 
 import uvloop
 
-from iomodels.bench.connection import Connection, Schedule, Tally, round_robin
+from iomodels.bench.connection import Connection, Tally
 from iomodels.bench.histogram import LatencyHistogram
 from iomodels.bench.idle import IdleConnection, LimitError, SourcePlan, on_transports, open_many, raise_nofile
 from iomodels.bench.oneshot import OneShotRequests
 from iomodels.bench.payload import Messages, Size, Stream
 from iomodels.bench.poller import Poller
+from iomodels.bench.schedule import Schedule, round_robin
 
 TICK = 0.25  # seconds between latency flushes and progress messages
 INTERVAL = 1.0  # seconds per point of the time series (--csv, --hdr-log, the JSON's "intervals")
