@@ -16,15 +16,13 @@ worker's `Stream` (all messages end to end), so a receive is checked with one `=
 slice of the expected bytes, whatever mix of whole and partial replies it holds; the replies it
 completes are counted by arithmetic on offsets; each batch of requests written together is timed
 with one (latency, count) pair; the refill is one slice and one write(2) straight to the socket
-(see `_write`). The receives come from the worker's `Poller` (one read(2) each). In ping-pong a receive that is exactly the one reply in flight takes a shorter
-path still. Only a receive that does not match goes message by message (`_mismatched`), to count
+(see `_write`); the receives come from the worker's `Poller`, one read(2) each. In ping-pong a
+receive that is exactly the one reply in flight takes a shorter path still. Only a receive that does not match goes message by message (`_mismatched`), to count
 the wrong replies and to name the first wrong byte.
 """
 
 from __future__ import annotations
 
-import socket
-import struct
 from array import array
 from collections import deque
 from os import write as os_write
@@ -33,6 +31,7 @@ from time import perf_counter_ns
 from iomodels.bench.histogram import LatencyHistogram
 from iomodels.bench.idle import ConnectErrors
 from iomodels.bench.payload import Stream
+from iomodels.linger import reset_on_close
 
 # Bytes per read(2) at most. Each read allocates a bytes object of this size before it shrinks to
 # what arrived: from 128 KiB on, glibc maps and unmaps that memory on every read (measured: 15 us
@@ -117,7 +116,7 @@ class Connection:
 
     __slots__ = ("tally", "record", "stream", "pairs", "count", "number", "first", "sent", "done", "got",
                  "expect", "head_end", "head_t", "queue", "tainted", "refill", "pingpong", "sock", "poller", "fd",
-                 "direct", "pending", "read_size", "alive", "closing", "fixed", "period", "span", "expected")
+                 "pending", "read_size", "alive", "closing", "fixed", "period", "span", "expected")
 
     def __init__(self, tally: Tally, stream: Stream, first: int, refill: bool, number: int = 0):
         self.tally = tally
@@ -138,10 +137,14 @@ class Connection:
         self.pingpong = False  # closed loop, one message in flight: the fast path does it all
         self.sock = self.poller = None
         self.fd = -1
-        self.direct = True  # nothing is pending: writes go straight to the socket (see _write)
-        self.pending = bytearray()
+        self.pending = bytearray()  # what the socket did not take yet; later writes queue behind it
         self.read_size = MAX_READ
         self.alive = self.closing = False
+
+    @property
+    def direct(self) -> bool:
+        """Nothing is pending: writes go straight to the socket (see _write)."""
+        return not self.pending
 
     @property
     def nbytes(self) -> int:
@@ -162,10 +165,7 @@ class Connection:
         """Ours: a FIN, or with `reset` an RST (SO_LINGER 0). Not counted as lost."""
         self.closing = True
         if reset and self.alive:
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass  # already failing: closing is all that is left
+            reset_on_close(self.sock)
         self._release()
 
     def _release(self) -> bool:
@@ -199,7 +199,7 @@ class Connection:
                 message, self.expect = self.pairs[done % self.count]
                 self.sent = self.head_end = done + 1
                 self.head_t = t
-                if not self.direct:
+                if self.pending:
                     self._write(message)
                     return
                 try:  # _write's common case, inline: a Python call less per request
@@ -331,7 +331,7 @@ class Connection:
         fewer requests/s). What the socket does not take at once waits in `pending`, and later
         writes queue behind it until it has drained, so the byte order on the wire never changes.
         """
-        if not self.direct:
+        if self.pending:
             self.pending += data
             return
         try:
@@ -344,7 +344,6 @@ class Connection:
     def _hold(self, rest) -> None:
         if not self.alive:
             return
-        self.direct = False
         self.pending += rest
         self.poller.watch_writes(self.fd, True)
 
@@ -359,5 +358,4 @@ class Connection:
             return
         del self.pending[:sent]
         if not self.pending:
-            self.direct = True
             self.poller.watch_writes(self.fd, False)

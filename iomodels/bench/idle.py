@@ -17,10 +17,10 @@ import errno
 import os
 import resource
 import socket
-import struct
 
 from iomodels.addresses import SourceAddresses, bind_source, is_loopback
 from iomodels.bench.errors import BenchError
+from iomodels.linger import reset_on_close
 
 FD_MARGIN = 64  # descriptors a worker needs besides its sockets (pipes, epoll, libraries)
 
@@ -122,10 +122,7 @@ class IdleConnection:
             return
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass  # already gone: closing is all that is left
+            reset_on_close(sock)
         self.transport.close()
 
     def pause_writing(self):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
-import struct
 import time
 
 from iomodels.addresses import SourceAddresses, bind_source
+from iomodels.linger import reset_on_close
 
 # The widest plan: every lab crowd fits it, and spreading starts where one source address runs short.
 SOURCES = SourceAddresses.widest("127.0.0.1")
@@ -98,8 +98,7 @@ class Crowd:
         for a minute, and with tens of thousands of those the kernel's search for a free port
         makes the next crowd's connects slow: the lab would measure its own leftovers."""
         for sock in self.socks:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset_on_close(sock)
             sock.close()
         self.socks.clear()
 

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 
 from iomodels.addresses import address_family, format_address
+from iomodels.linger import reset_on_close
 from iomodels.serving import errnos
 from iomodels.serving.config import ConfigError, ServerConfig
 from iomodels.serving.core import EchoSession
@@ -262,13 +263,6 @@ def abort(conn: socket.socket) -> None:
     """Close with a reset (SO_LINGER 0): for peers we refuse, so no TIME_WAIT piles up on our side."""
     reset_on_close(conn)
     conn.close()
-
-
-def reset_on_close(conn: socket.socket) -> None:
-    """Make close() send RST and drop unsent output (SO_LINGER 0): the peer learns it was cut off,
-    where a FIN would look like a reply that ended normally."""
-    with contextlib.suppress(OSError):
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
 
 def connection_failed(exc: BaseException, stats: Stats) -> None:
