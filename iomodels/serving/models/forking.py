@@ -8,8 +8,9 @@ What wakes whom: the kernel wakes the child whose socket is readable; the parent
 connections and by SIGCHLD, on which it reaps finished children (`waitpid(..., WNOHANG)`), so no
 zombies pile up. SIGCHLD is held from `fork()` until the new PID is in the parent's set of
 children, and the handler counts out only PIDs of that set: a child that exits at once is still counted
-out, and no PID is ever kept (and signalled at shutdown) after the kernel may have reused it. Each
-child asks the kernel to send it SIGTERM if the parent dies
+out, and no PID is ever kept (and signalled at shutdown) after the kernel may have reused it.
+SIGINT and SIGTERM are held across `fork()` too, in the child until its own handlers replace the
+parent's: a stop meant for a new child never reaches the parent's signal relay. Each child asks the kernel to send it SIGTERM if the parent dies
 (`PR_SET_PDEATHSIG`), and the parent forwards SIGTERM to its children when it stops, then waits
 for them: no child outlives the server.
 
@@ -65,7 +66,10 @@ def serve(listener, config, stats, stop, new_session):
     def fork_child(conn):
         # SIGCHLD is held from fork() until the PID is in `children`: otherwise the handler could
         # run in between, miss a child that had already exited, and the PID stay in the set.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        # SIGINT and SIGTERM are held too, in the child until its own handlers are in place: before
+        # that it has the parent's, which would pass a stop meant for the child (the parent's drain
+        # signals its children) to the parent's signal relay, through the pipe they share.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, signal.SIGINT, signal.SIGTERM})
         try:
             pid = os.fork()
         except OSError as exc:  # EAGAIN/ENOMEM: out of processes or memory
@@ -74,9 +78,8 @@ def serve(listener, config, stats, stop, new_session):
             toolkit.release(conn, stats)
             return
         if pid == 0:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             listener.close()
-            _run_child(conn, new_session(), config, stats.children, os.getppid())
+            _run_child(conn, new_session(), config, stats.children, os.getppid(), held)
         stats.processes_started += 1
         children.add(pid)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a SIGCHLD held meanwhile arrives now
@@ -94,14 +97,17 @@ def serve(listener, config, stats, stop, new_session):
             stats.connections_open -= len(children)
 
 
-def _run_child(conn, session, config, totals: SharedCounters, parent_pid: int) -> None:
-    """The child: serve one connection with blocking calls, report counters, exit. Never returns."""
+def _run_child(conn, session, config, totals: SharedCounters, parent_pid: int, mask) -> None:
+    """The child: serve one connection with blocking calls, report counters, exit. Never returns.
+    It starts with the stop signals held; `mask` is the signal mask to return to once its own
+    handlers are in place."""
     status = 0
     try:
         stop = toolkit.Stop(config.drain_timeout)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda signum, frame: stop.request())
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop held meanwhile arrives now
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
