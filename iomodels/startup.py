@@ -2,13 +2,13 @@
 
 1. validate the config, check the model can run here (io_uring may be forbidden);
 2. bind and listen (one process), or hold the port and start the workers (`--workers N`);
-3. install the signal handlers, start the metrics endpoint, then print the ready line
+3. start the signal relay, start the metrics endpoint, then print the ready line
    `listening on HOST:PORT (model NAME)` (iomodels/ready.py) and flush it: tools and tests wait
    for that line;
 4. run the model's `serve(listener, config, stats, stop, new_session)` (or supervise the
    workers) until it returns; write the stats file; return the exit status.
 
-Signals (the handlers only take note; serving/signals.py's relay thread does the work):
+Signals (blocked in every thread, taken by serving/signals.py's relay thread in sigwait()):
 - SIGINT/SIGTERM: `Stop.request()` stops accepting and lets open connections drain (toolkit.py);
   a second one during the drain stops at once (one log line, exit status 128 + the signal);
 - SIGUSR1: rewrites the `--stats-file` (without one: logged and ignored);
@@ -146,7 +146,7 @@ def write_stats_file(path: str, stats: Stats, model: str) -> None:
 
 
 def handle_signals(stop: toolkit.Stop, stats: Stats, config: ServerConfig) -> signals.SignalRelay:
-    """The handlers only take note (serving/signals.py); the relay thread does the work."""
+    """What each signal does, in the relay thread (serving/signals.py)."""
     def stop_action(signum: int):
         name = signal.Signals(signum).name
 

@@ -157,7 +157,7 @@ def bind_metrics(host: str, port: int, stats: Stats) -> MetricsServer:
 
 
 def start_metrics(server: MetricsServer) -> threading.Thread:
-    """Serve from a daemon thread that takes none of the main thread's signals; log the address."""
+    """Serve from a daemon thread (it takes no signal: serving/signals.py); log the address."""
     host, port = server.server_address[:2]
     toolkit.log.info("metrics on http://%s:%d/metrics", host, port)
     return toolkit.start_thread(server.serve_forever, name="metrics")

@@ -4,7 +4,7 @@ A model's `serve(listener, config, stats, stop, new_session)` gets its listener,
 session factory from the process entry point (iomodels/startup.py) and uses these pieces:
 `Acceptor` (accept() with back-off and the stop case decided once),
 `admit`/`release` around each connection, `connection_failed` when one ends with an exception,
-`start_thread` for threads that must leave the stop signals to the main thread. On SIGINT/SIGTERM,
+`start_thread` for the daemon threads of a model. On SIGINT/SIGTERM,
 `Stop.request()` shuts the listener down at once (new clients are refused, a thread blocked in
 `accept` wakes with EINVAL); open connections may finish for `--drain-timeout` seconds, then
 whatever is left is reset (`reset_on_close`, SO_LINGER 0: a RST), in every model alike. A FIN
@@ -62,8 +62,8 @@ class Stop:
     def request(self) -> None:
         """Stop accepting now; close what is still open after the drain timeout. Idempotent.
 
-        Called from the signal relay's thread (serving/signals.py), or from a handler only in a
-        single-threaded process (a forking child): it starts the drain timer's thread.
+        Called from the signal relay's thread (serving/signals.py), or by a supervisor deciding to
+        stop; never from a signal handler: it starts the drain timer's thread.
         """
         if self.requested:
             return
@@ -79,8 +79,7 @@ class Stop:
         if math.isfinite(self.drain_timeout):  # --drain-timeout inf: connections close when they will
             timer = threading.Timer(self.drain_timeout, self.close_tracked)
             timer.daemon = True
-            with main_thread_signals_held():
-                timer.start()
+            timer.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until a stop is requested or `timeout` passes; return whether one was."""
@@ -314,27 +313,9 @@ def stop_processes(pids, deadline: float) -> None:
             os.waitpid(pid, 0)
 
 
-@contextlib.contextmanager
-def main_thread_signals_held():
-    """Threads started inside take no SIGINT/SIGTERM/SIGUSR1: those must reach the main thread.
-
-    CPython runs Python signal handlers in the main thread only; if the kernel delivers the
-    signal to another thread, a main thread blocked in accept() is never interrupted. A thread
-    inherits its creator's signal mask, so the signals are blocked around its creation (blocking
-    them in the new thread's first line leaves a window: a SIGTERM sent just as a client connected
-    was lost in it, and the threaded server stayed in accept()). Signals that arrive meanwhile
-    stay pending until the main thread unblocks them.
-    """
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
 def start_thread(target, *args, name: str | None = None) -> threading.Thread:
-    """Start a daemon thread that leaves the stop and stats signals to the main thread."""
+    """Start a daemon thread. It is born with its creator's signal mask, so with the signals that
+    only the relay takes blocked (serving/signals.py)."""
     thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-    with main_thread_signals_held():
-        thread.start()
+    thread.start()
     return thread

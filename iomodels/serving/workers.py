@@ -105,11 +105,10 @@ def _run_worker(model, config: ServerConfig, slot: int, counters: SharedCounters
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     stats = Stats()
     stop = toolkit.Stop(config.drain_timeout)
-    # The supervisor's handlers and relay are not this process's: its own relay does the stop.
+    # fork() copied the supervisor's mask (its signals blocked) but not its relay: this process
+    # takes its stops with a relay of its own; counters and SIGHUP are the supervisor's to answer.
     for signum in (signal.SIGUSR1, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
     relay = signals.SignalRelay({signal.SIGINT: stop.request, signal.SIGTERM: stop.request})
     listener = toolkit.open_listener(config)
     stop.watch_listener(listener)

@@ -42,7 +42,7 @@ SCENARIOS = {
     15: "fuzzing",
     16: "soak",
     17: "forking: children vs their reaper",
-    18: "SIGUSR1 bursts, SIGHUP",
+    18: "SIGUSR1 bursts, SIGHUP, a deaf main thread",
     19: "stats file on hostile ground",
     20: "slow reader, idle timeout",
     21: "metrics endpoint bounded",

@@ -1,5 +1,5 @@
 """Scenario 18: signals a server gets from operators and scripts: SIGUSR1 in bursts, SIGHUP, a
-SIGUSR1 without --stats-file, a second SIGTERM while draining.
+SIGUSR1 without --stats-file, a second SIGTERM while draining, a SIGTERM the main thread never takes.
 
 A signal handler that did the work itself (writing the stats file) could be re-entered by the
 next signal a few milliseconds later: two writers on one temporary file (readers saw invalid
@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 
+import psutil
 import pytest
 
 from tests import support
@@ -90,6 +91,47 @@ def test_sighup_and_sigusr1_without_stats_file_are_harmless(serve, model):
     assert support.wait_until(lambda: "SIGHUP ignored" in server.stderr(), timeout=10), server.stderr()[-2000:]
     assert server.alive(), server.stderr()[-3000:]
     assert serves(server)
+
+
+# The main thread of the server blocks the stop signals from its start: as if every signal came in
+# the moment between its last check for signals and a blocking accept() or recv(), where a Python
+# handler's signal waited until that call returned (a lost SIGTERM, about 1 run in 50).
+MAIN_THREAD_DEAF = "import signal; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})"
+STOPS = (signal.SIGINT, signal.SIGTERM)
+
+
+@pytest.mark.scenario(18)
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("model", per_model())
+def test_a_stop_needs_nothing_from_the_main_thread(serve, model):
+    """A connected client, then SIGTERM to a server whose main thread never takes it. Pass: every
+    thread of the server and of its children blocks SIGINT and SIGTERM (the relay's sigwait takes
+    them), the client is still answered while the server drains, and the server exits 0."""
+    server = serve(model, "--drain-timeout", "30", prelude=MAIN_THREAD_DEAF)
+    with server.connect() as sock:
+        assert support.request(sock, b"before") == b"BEFORE"
+        processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children()]
+        for process in processes:
+            for thread in process.threads():
+                blocked = _blocked_signals(process.pid, thread.id)
+                assert blocked is None or set(STOPS) <= blocked, (process.pid, thread.id, blocked)
+        os.kill(server.pid, signal.SIGTERM)
+        assert support.request(sock, b"draining") == b"DRAINING"
+    assert server.proc.wait(30) == 0, server.stderr()[-2000:]
+
+
+def _blocked_signals(pid: int, tid: int) -> set | None:
+    """The signals thread `tid` blocks (/proc/PID/task/TID/status, SigBlk); None if it has ended or
+    is the relay in sigwait(), which unblocks what it waits for until it returns."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/wchan") as wchan:
+            if "sigtimedwait" in wchan.read():
+                return None
+        with open(f"/proc/{pid}/task/{tid}/status") as status:
+            mask = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+    except FileNotFoundError:
+        return None
+    return {signum for signum in signal.valid_signals() if mask & (1 << (signum - 1))}
 
 
 @pytest.mark.scenario(18, models=["threaded", "epoll", "asyncio"])

@@ -1,36 +1,38 @@
-"""Threads a server starts leave SIGINT/SIGTERM/SIGUSR1 to the main thread, from their first instruction."""
+"""The signal relay takes its signals in its own thread; threads started meanwhile are born with
+them blocked; closing it gives the main thread its mask back."""
 
+import os
 import signal
 import threading
 
-from iomodels.serving import toolkit
-
-MAIN_THREAD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
+from iomodels.serving import signals, toolkit
 
 
 def _blocked_now() -> set:
     return set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
 
 
-def test_a_started_thread_is_born_with_the_signals_blocked_and_the_main_thread_keeps_them():
-    before = _blocked_now()
-    seen = []
-    # The target is the thread's very first code: nothing of ours ran in it before.
-    toolkit.start_thread(lambda: seen.append(_blocked_now())).join(10)
-    assert MAIN_THREAD_SIGNALS <= seen[0]
-    assert _blocked_now() == before
+def test_the_relay_takes_the_signal_in_its_thread_and_close_restores_the_mask():
+    before_mask, before_handler = _blocked_now(), signal.getsignal(signal.SIGUSR1)
+    taken_in, started_with = [], []
+    arrived = threading.Event()
 
+    def on_usr1():
+        taken_in.append(threading.current_thread().name)
+        arrived.set()
 
-def test_the_drain_timer_takes_no_signal_either():
-    stop = toolkit.Stop(drain_timeout=30)
+    relay = signals.SignalRelay({signal.SIGUSR1: on_usr1})
     try:
-        stop.request()
-        timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
-        assert timers
-        for timer in timers:
-            with open(f"/proc/self/task/{timer.native_id}/status") as status:
-                blocked = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
-            assert all(blocked & (1 << (sig - 1)) for sig in MAIN_THREAD_SIGNALS)
-            timer.cancel()
+        assert signal.SIGUSR1 in _blocked_now()  # the main thread never takes it
+        # A thread's very first code already runs with the signal blocked: nothing of ours ran before.
+        toolkit.start_thread(lambda: started_with.append(_blocked_now())).join(10)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert arrived.wait(10)
     finally:
-        stop.close()
+        relay.close()
+        ignored = signal.getsignal(signal.SIGUSR1)
+        signal.signal(signal.SIGUSR1, before_handler)
+    assert taken_in == ["signal-relay"]
+    assert signal.SIGUSR1 in started_with[0]
+    assert _blocked_now() == before_mask
+    assert ignored == signal.SIG_IGN  # after close a late SIGUSR1 must not kill a finishing server

@@ -9,8 +9,9 @@ connections and by SIGCHLD, on which it reaps finished children (`waitpid(..., W
 zombies pile up. SIGCHLD is held from `fork()` until the new PID is in the parent's set of
 children, and the handler counts out only PIDs of that set: a child that exits at once is still counted
 out, and no PID is ever kept (and signalled at shutdown) after the kernel may have reused it.
-SIGINT and SIGTERM are held across `fork()` too, in the child until its own handlers replace the
-parent's: a stop meant for a new child never reaches the parent's signal relay. Each child asks the kernel to send it SIGTERM if the parent dies
+A child is born with the parent's signal mask, which leaves SIGINT and SIGTERM to a relay thread
+(serving/signals.py); the parent's relay is not copied by `fork()`, so the child starts one of its
+own, and a stop sent to it meanwhile waits for that. Each child asks the kernel to send it SIGTERM if the parent dies
 (`PR_SET_PDEATHSIG`), and the parent forwards SIGTERM to its children when it stops, then waits
 for them: no child outlives the server.
 
@@ -30,7 +31,7 @@ import ctypes
 import os
 import signal
 
-from iomodels.serving import toolkit
+from iomodels.serving import signals, toolkit
 from iomodels.serving.models import ModelInfo
 from iomodels.serving.models._blocking import accept_forever, serve_connection
 from iomodels.serving.stats import SharedCounters, Stats
@@ -66,10 +67,7 @@ def serve(listener, config, stats, stop, new_session):
     def fork_child(conn):
         # SIGCHLD is held from fork() until the PID is in `children`: otherwise the handler could
         # run in between, miss a child that had already exited, and the PID stay in the set.
-        # SIGINT and SIGTERM are held too, in the child until its own handlers are in place: before
-        # that it has the parent's, which would pass a stop meant for the child (the parent's drain
-        # signals its children) to the parent's signal relay, through the pipe they share.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, signal.SIGINT, signal.SIGTERM})
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         try:
             pid = os.fork()
         except OSError as exc:  # EAGAIN/ENOMEM: out of processes or memory
@@ -99,15 +97,14 @@ def serve(listener, config, stats, stop, new_session):
 
 def _run_child(conn, session, config, totals: SharedCounters, parent_pid: int, mask) -> None:
     """The child: serve one connection with blocking calls, report counters, exit. Never returns.
-    It starts with the stop signals held; `mask` is the signal mask to return to once its own
-    handlers are in place."""
+    It starts with SIGCHLD held (`mask` is the mask from before), and its stop signals wait, blocked,
+    for its own relay."""
     status = 0
     try:
         stop = toolkit.Stop(config.drain_timeout)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda signum, frame: stop.request())
+        signals.SignalRelay({signal.SIGINT: stop.request, signal.SIGTERM: stop.request})
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop held meanwhile arrives now
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect

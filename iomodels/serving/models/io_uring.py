@@ -60,8 +60,8 @@ says when the replies before it are out, then the connection closes. A connectio
 closed through the ring, behind its queued sends: until then its number is not free, so no queued
 operation can land on a socket that reuses it. io_uring may be forbidden (a seccomp profile,
 `kernel.io_uring_disabled`): then `iomodels serve` says so in one line and exits with status 2.
-SIGTERM wakes the wait through a poll operation on the stop pipe, and on a pipe Python's C signal
-handler writes to.
+SIGTERM wakes the wait through a poll operation on the stop pipe, which the signal relay's thread
+writes to.
 """
 
 from __future__ import annotations
@@ -70,9 +70,7 @@ import contextlib
 import heapq
 import itertools
 import os
-import signal
 import socket
-import threading
 import time
 
 from iomodels.serving import toolkit, uring
@@ -219,23 +217,8 @@ class Proactor:
 
     def run(self) -> None:
         ring, stats = self.ring, self.stats
-        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        # The C-level signal handler writes to this pipe, so a signal arriving just before we
-        # enter the kernel still wakes the wait (Python's handler would only run after it).
-        # Only the main thread takes signals (and may set the pipe): elsewhere, the stop pipe.
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        if in_main_thread:
-            previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
-        polls = {}
-
-        def woken(completion):
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake_read, 4096)
-            polls["signal"] = ring.poll_in(wake_read, woken)
-
+        stop_poll = ring.poll_in(self.stop.fileno(), self.stop_requested)
         try:
-            polls["stop"] = ring.poll_in(self.stop.fileno(), self.stop_requested)
-            woken(None)
             self.arm_accept()
             if self.sweep.interval:
                 self.call_at(time.monotonic() + self.sweep.interval, self._sweep)
@@ -243,13 +226,9 @@ class Proactor:
             while not self.draining or (self.connections and time.monotonic() < self.stop.deadline):
                 self.turn(timeout)
                 timeout = self._run_timers() if self.timers or self.draining else None
-            self._finish(polls.values())
+            self._finish(stop_poll)
         finally:
             stats.submits = ring.submit_calls()
-            if in_main_thread:
-                signal.set_wakeup_fd(previous_wakeup)
-            os.close(wake_read)
-            os.close(wake_write)
 
     def turn(self, timeout: float | None) -> None:
         """One turn of the loop: THE WAIT, then every completion it brought handled."""
@@ -275,7 +254,7 @@ class Proactor:
                     raise
                 self.fail(owner, exc)
 
-    def _finish(self, polls) -> None:
+    def _finish(self, stop_poll) -> None:
         """Close what is left, then let every operation still in the kernel complete.
 
         Their completions are reaped, not handled: the connections they belong to are closed.
@@ -285,7 +264,7 @@ class Proactor:
             if cut:
                 toolkit.reset_on_close(conn.sock)
             self.close(conn, abortive=True)
-        for operation in (self.accept_op, *polls):
+        for operation in (self.accept_op, stop_poll):
             if operation is not None:
                 self.ring.cancel(operation)
         deadline = time.monotonic() + 1.0

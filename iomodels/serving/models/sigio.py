@@ -133,8 +133,8 @@ class SignalLoop(ReadinessLoop):
             signo = self._sigtimedwait(self._sigset, self._info, self._timespec_ref)
         if signo < 0:
             code = ctypes.get_errno()
-            # EAGAIN: the timeout. EINTR: another signal (SIGTERM's handler then writes the stop
-            # pipe, whose own signal ends the next wait).
+            # EAGAIN: the timeout. EINTR: a signal some handler caught (not a stop: those are
+            # blocked, taken by the relay, which writes the stop pipe, whose signal wakes us).
             if code not in (errno.EAGAIN, errno.EINTR):
                 raise OSError(code, os.strerror(code))
             stats.empty_wakeups += 1
