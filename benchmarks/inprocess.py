@@ -71,12 +71,12 @@ def uring_server(name: str, listener: socket.socket, count: int):
     _, _, mode = name.partition(":")
     stats, stop = Stats(), Stop(1.0)
     ring = uring.Ring(io_uring.RING_ENTRIES)
-    proactor = io_uring.Proactor(ring, listener, ServerConfig(model="io_uring", uring_mode=mode or "multishot"),
-                                 stats, stop)
+    config = ServerConfig(model="io_uring", uring_mode=mode or "multishot")
+    proactor = io_uring.Proactor(ring, listener, config, stats, stop, session_factory(config))
     proactor.arm_accept()
 
     def close() -> None:
-        proactor._finish([])
+        proactor._finish(None)
         ring.close()
         stop.close()
     # The last replies are handed over, still to be published: submit them.

@@ -186,6 +186,9 @@ def main() -> int:
                         help="folder with a built epoll_echo and loadgen (default: `make yardsticks`, build/yardsticks)")
     parser.add_argument("--stock-malloc", action="store_true",
                         help="leave glibc's malloc thresholds alone (default: fixed, see servers.MALLOC_ENV)")
+    parser.add_argument("--before", type=Path, default=None, metavar="CHECKOUT",
+                        help="a checkout of an earlier commit (git worktree add /tmp/before HEAD~1): "
+                             "each model also runs from there, as MODEL@before, in the same rounds")
     parser.add_argument("--no-write", action="store_true", help="print the tables; leave BENCHMARKS.md as it is")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results.json")
     parser.add_argument("--report-only", action="store_true",
@@ -212,7 +215,9 @@ def main() -> int:
         print(f"C reference: {how}", flush=True)
     cells = [{"connections": int(c), "size": int(s), "depth": int(d)} for d in args.depths.split(",")
              for s in args.sizes.split(",") for c in args.connections.split(",")]
-    specs = [spec for spec in catalogue(ref, [m for m in args.models.split(",") if m])
+    if args.before is not None and not (args.before / "iomodels" / "__init__.py").is_file():
+        parser.error(f"--before {args.before}: not a checkout of iomodels (no iomodels/__init__.py)")
+    specs = [spec for spec in catalogue(ref, [m for m in args.models.split(",") if m], args.before)
              if spec.kind != "baseline" or args.baselines == "all"
              or spec.name.split()[0] in args.baselines.split(",")]
     started = time.time()

@@ -37,6 +37,7 @@ class Spec:
     argv: tuple[str, ...]
     # Serves one client at a time (the `blocking` model): only measured with one connection.
     single_client: bool = False
+    cwd: Path = ROOT  # where `python -m iomodels` finds the package: this checkout or another
 
     def command(self, connections: int, port_file: str) -> list[str]:
         argv = [part.replace("{port_file}", port_file) for part in self.argv]
@@ -47,8 +48,9 @@ class Spec:
         return argv
 
 
-def catalogue(ref: Path | None, models: list[str]) -> list[Spec]:
-    """The C reference (if built), the baselines, then the models in the tutorial's order."""
+def catalogue(ref: Path | None, models: list[str], before: Path | None = None) -> list[Spec]:
+    """The C reference (if built), the baselines, then the models in the tutorial's order; with
+    `before` (a checkout of an earlier commit), each model also as it was there, as MODEL@before."""
     py = sys.executable
     specs = []
     if ref is not None:
@@ -71,6 +73,9 @@ def catalogue(ref: Path | None, models: list[str]) -> list[Spec]:
         if mode:
             argv += ["--uring-mode", mode]
         specs.append(Spec(model, "model", tuple(argv), single_client=name == "blocking"))
+        if before is not None:
+            specs.append(Spec(f"{model}@before", "model", tuple(argv), single_client=name == "blocking",
+                              cwd=before))
     return specs
 
 
@@ -81,7 +86,7 @@ def start(spec: Spec, connections: int, cpus: set[int] | None, env: dict | None 
     if spec.kind == "c":
         port_file = os.path.join(tempfile.mkdtemp(prefix="iomodels-bench-"), "port")
     return ServerProcess(spec.command(connections, port_file or ""), spec.name, cpus=cpus, env=env,
-                         new_session=True, port_file=port_file, cwd=str(ROOT), ready_timeout=timeout)
+                         new_session=True, port_file=port_file, cwd=str(spec.cwd), ready_timeout=timeout)
 
 
 def stop(server: ServerProcess) -> str:

@@ -14,6 +14,7 @@ change there is a change here. What we rely on, from its documentation:
   and while one is in flight on a socket, a later send_all, shutdown or close on the same fd waits
   in a per-fd queue inside the binding: sends on one socket leave in order, one at a time, and a
   close queued behind them runs after the last. `skip_success` on it: only a failure is delivered.
+- `prepare(list)` prepares the operations in the list's order, one call for all of them.
 """
 
 from __future__ import annotations
@@ -86,17 +87,28 @@ class Ring:
         self.recv = self._ring.prepare_recv
         self._construct_send_all = self._ring.construct_send_all
         self._prepare = self._ring.prepare
+        self._sends: list[Completion] = []  # unreported sends, prepared together before the wait
 
     def send_unreported(self, fd: int, data: bytes, on_failure: Callable) -> None:
         """Send all of `data` (after the sends before it on `fd`); its completion is delivered
-        to `on_failure` only if it fails: a successful one costs no Python at all."""
+        to `on_failure` only if it fails: a successful one costs no Python at all.
+
+        Prepared with the turn's other unreported sends in one call (each `prepare` takes the
+        binding's locks; a list takes them once), before the next wait or the next operation
+        that must queue behind them on a socket (a reported send, a close)."""
         operation = self._construct_send_all(fd, data, SEND_FLAGS, on_failure)
         operation.skip_success = True
-        self._prepare(operation)
+        self._sends.append(operation)
+
+    def _prepare_sends(self) -> None:
+        if self._sends:
+            self._prepare(self._sends)
+            self._sends = []
 
     def send_reported(self, fd: int, data: bytes, on_done: Callable) -> Completion:
         """Send all of `data` (after the sends before it on `fd`); complete once all of it went
         (the byte count), or with the error that stopped it."""
+        self._prepare_sends()
         return self._ring.prepare_send_all(fd, data, SEND_FLAGS, on_done)
 
     def close_after_sends(self, fd: int) -> None:
@@ -107,6 +119,7 @@ class Ring:
         # it. A skip_success one counts as pending until it completes.)
         operation = self._ring.construct_close(fd, _closed)
         operation.skip_success = True
+        self._prepare_sends()
         self._prepare(operation)
 
     def accept(self, fd: int, multishot: bool, on_done: Callable) -> Completion:
@@ -131,15 +144,18 @@ class Ring:
 
     def submit(self) -> None:
         """Publish what is prepared now (no system call when nothing is)."""
+        self._prepare_sends()
         self._ring.submit()
 
     def submit_and_wait(self, timeout: float | None) -> list[Completion]:
         """Publish what is prepared and wait up to `timeout` s (None: no limit) for completions.
 
-        A signal interrupting the wait returns no completions: its Python handler has already run.
+        A signal interrupting the wait returns no completions (none of the server's own: those are
+        blocked in every thread, serving/signals.py).
         A timeout of 0 still enters the kernel: with DEFER_TASKRUN, completions are only posted
         inside io_uring_enter, and the binding's wait(0) only peeks at the queue.
         """
+        self._prepare_sends()
         try:
             return self._ring.wait(timeout or _NO_WAIT if timeout is not None else None)
         except InterruptedError:
@@ -154,6 +170,7 @@ class Ring:
 
     def pending(self) -> int:
         """Operations handed to the kernel whose completion has not been delivered yet."""
+        self._prepare_sends()
         return self._ring.pending_count()
 
     def close(self) -> None:
