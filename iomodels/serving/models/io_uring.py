@@ -32,8 +32,10 @@ small message this costs about what the saved crossings did. In user space every
 a Python object whose fields are read through the binding, which keeps each operation's buffer
 and handler alive until the kernel is done with them and guards that bookkeeping with locks: on
 CPython before 3.13 each one is a semaphore and a clock read (the interpreter computes a deadline
-even for an untimed wait), a cost epoll's plain `recv`/`send` calls do not have. BENCHMARKS.md
-("Goals") measures the balance and profiles it.
+even for an untimed wait), a cost epoll's plain `recv`/`send` calls do not have; the replies of
+a turn are therefore prepared in one call, which takes those locks once. Measured side by side
+(BENCHMARKS.md, "Goals"): about 1.05-1.08x epoll's CPU per request on CPython 3.11, 1.03x on
+3.13: completions cost what readiness costs here, no less, and the kernel's part is why.
 
 Two receive strategies (`--uring-mode`, `_uring_connections.py`), because each wins somewhere:
 - multishot (the default): one receive per connection stays armed, and the kernel takes a buffer
