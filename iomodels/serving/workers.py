@@ -105,8 +105,9 @@ def _run_worker(model, config: ServerConfig, slot: int, counters: SharedCounters
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     stats = Stats()
     stop = toolkit.Stop(config.drain_timeout)
-    # fork() copied the supervisor's mask (its signals blocked) but not its relay: this process
-    # takes its stops with a relay of its own; counters and SIGHUP are the supervisor's to answer.
+    # fork() copies no thread, so none of the supervisor's relay (a worker restarted after it
+    # started has its mask, the signals blocked): this process takes its stops with a relay of its
+    # own; counters and SIGHUP are the supervisor's to answer.
     for signum in (signal.SIGUSR1, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     relay = signals.SignalRelay({signal.SIGINT: stop.request, signal.SIGTERM: stop.request})
