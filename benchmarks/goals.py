@@ -8,8 +8,8 @@ CPU 0 under the C load generator on CPU 1, 100 connections x 64 B: ping-pong, th
 flight per connection. The machinery is run.py's (rounds in alternating order, the C server
 before, after and between every four others, CPU from /proc); each goal is a median over rounds
 of a ratio taken inside one round, and a goal within the rounds' noise of that median (1.4826 x
-their median absolute deviation, the lab's rule: lab/verdicts.py) is inconclusive. With --write the table replaces BENCHMARKS.md's "Goals"
-section; the raw rows go to benchmarks/goals.json.
+their median absolute deviation, the lab's rule: lab/verdicts.py) is inconclusive. With --write
+the table replaces BENCHMARKS.md's "Goals" section; the raw rows go to benchmarks/goals.json.
 """
 
 from __future__ import annotations

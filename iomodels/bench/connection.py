@@ -17,8 +17,9 @@ slice of the expected bytes, whatever mix of whole and partial replies it holds;
 completes are counted by arithmetic on offsets; each batch of requests written together is timed
 with one (latency, count) pair; the refill is one slice and one write(2) straight to the socket
 (see `_write`); the receives come from the worker's `Poller`, one read(2) each. In ping-pong a
-receive that is exactly the one reply in flight takes a shorter path still. Only a receive that does not match goes message by message (`_mismatched`), to count
-the wrong replies and to name the first wrong byte.
+receive that is exactly the one reply in flight takes a shorter path still. Only a receive that
+does not match goes message by message (`_mismatched`), to count the wrong replies and to name
+the first wrong byte.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ children, and the handler counts out only PIDs of that set: a child that exits a
 out, and no PID is ever kept (and signalled at shutdown) after the kernel may have reused it.
 A child is born with the parent's signal mask, which leaves SIGINT and SIGTERM to a relay thread
 (serving/signals.py); the parent's relay is not copied by `fork()`, so the child starts one of its
-own, and a stop sent to it meanwhile waits for that. Each child asks the kernel to send it SIGTERM if the parent dies
-(`PR_SET_PDEATHSIG`), and the parent forwards SIGTERM to its children when it stops, then waits
-for them: no child outlives the server.
+own, and a stop sent to it meanwhile waits for that. Each child asks the kernel to send it
+SIGTERM if the parent dies (`PR_SET_PDEATHSIG`), and the parent forwards SIGTERM to its children
+when it stops, then waits for them: no child outlives the server.
 
 What it costs: a whole process per connection. `fork()` copies the page tables and marks memory
 copy-on-write; Python's reference counting then writes to shared pages and un-shares them, so
