@@ -8,7 +8,9 @@ pipeline depth and duration), and the rate is `-R` as in wrk2 (`-r` too).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from iomodels.addresses import parse_address
 from iomodels.bench.errors import MAX_DURATION, MAX_WARMUP, BenchError, UsageError
@@ -30,10 +32,12 @@ LATENCY_HELP = ("What a latency is: from when a request was written (the write(2
 
 def _size(text: str) -> Size:
     low, sep, high = text.strip().partition("-")
+    if not low or (sep and not high):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 64, 4K, 64-4K)")
     try:
         return Size.parse((parse_bytes(low), parse_bytes(high) if sep else parse_bytes(low)))
     except (UsageError, ValueError) as exc:
-        raise argparse.ArgumentTypeError(f"--size: {exc}") from None
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--size ")) from None
 
 
 def _workers(text: str) -> int | str:
@@ -93,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", "-s", type=_size, default=Size(64, 64), metavar="BYTES|LOW-HIGH",
                         help="message size (4096, 4K, 1M), or a range drawn at random per message (64-4K) "
                              "(default: 64)")
-    parser.add_argument("--pipeline", "-p", type=int, default=1, metavar="N",
+    parser.add_argument("--pipeline", "-p", type=_count, default=1, metavar="N",
                         help="closed loop: messages in flight per connection (default: 1, ping-pong)")
     parser.add_argument("--duration", type=_seconds(MAX_DURATION, False), default=10.0, metavar="T",
                         help="measured time: 10, 10s, 500ms, 1m (default: 10s)")
@@ -132,12 +136,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_outputs(args) -> str | None:
+    """Whether the files asked for can be written, without creating them yet: a run refused or
+    interrupted before it measured anything leaves no empty file behind."""
     for path in (args.hdr_log, args.csv):
-        if path is not None:
-            try:
-                open(path, "a").close()
-            except OSError as exc:
-                return f"cannot write {path}: {exc.strerror}"
+        if path is None:
+            continue
+        target = Path(path)
+        if target.is_dir():
+            return f"cannot write {path}: it is a directory"
+        folder = target.parent
+        if not (os.access(target, os.W_OK) if target.exists() else folder.is_dir() and os.access(folder, os.W_OK)):
+            return f"cannot write {path}: {'permission denied' if folder.is_dir() else 'no such folder'}"
     if args.connect_rate is not None and (args.rate is not None or args.pipeline > 1):
         return "--connect-rate is a rate of one-request connections: no --rate or --pipeline with it"
     return None
@@ -169,12 +178,18 @@ def main(args) -> int:
         print(f"iomodels bench: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("iomodels bench: interrupted before anything was measured", file=sys.stderr)
+        print("iomodels bench: interrupted before the load started", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if args.hdr_log:
-        export.write_hdr_log(args.hdr_log, result.interval_histograms, result.about["measure_start_epoch"])
-    if args.csv:
-        export.write_csv(args.csv, result.intervals)
+    result.about["command"] = ["iomodels", *args.argv]
+    if remote in result.warnings:  # said once, before the first packet; the JSON's about has allow_remote
+        result.warnings.remove(remote)
+    if result.interval_histograms:
+        if args.hdr_log:
+            export.write_hdr_log(args.hdr_log, result.interval_histograms, result.about["measure_start_epoch"])
+        if args.csv:
+            export.write_csv(args.csv, result.intervals)
+    elif args.hdr_log or args.csv:
+        result.warnings.append("nothing was measured: no --hdr-log or --csv written")
     report.show(result, args.json)
     if result.partial:
         return EXIT_INTERRUPTED

@@ -2,8 +2,8 @@
 
 The HdrHistogram interval log is the format wrk2, HdrHistogram's own tools and its plotters
 (HistogramLogAnalyzer, hdrhistogram.github.io's plotter) read and merge: one compressed histogram
-per INTERVAL of the measured window, values in nanoseconds, written with hdrh's `HistogramLogWriter`
-and readable with its `HistogramLogReader`. The CSV is the same time series as plain numbers.
+per INTERVAL of the measured window, values in nanoseconds, the maximum in milliseconds, readable
+with hdrh's `HistogramLogReader`. The CSV is the same time series as plain numbers.
 """
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ def write_hdr_log(path: str, intervals: list[dict], measure_start_epoch: float) 
         writer.output_comment(f"[StartTime: {measure_start_epoch:.3f} (seconds since epoch), {when}]")
         writer.output_legend()
         for row in intervals:
-            hdr = row["histogram"].to_hdr()
-            hdr.set_start_time_stamp(int((measure_start_epoch + row["start_s"]) * 1000))
-            hdr.set_end_time_stamp(int((measure_start_epoch + row["end_s"]) * 1000))
-            # hdrh takes a start of 0 for "not given" and falls back on the histogram's own stamps
-            writer.output_interval_histogram(hdr, row["start_s"] or 1e-9, row["end_s"])
+            # The line as HdrHistogram's Java writer formats it. hdrh's own writer floors the max to
+            # whole milliseconds, so that a loopback interval's max would read 0.
+            payload = row["histogram"].to_hdr().encode().decode("ascii")
+            f.write(f"{row['start_s']:.3f},{row['end_s'] - row['start_s']:.3f},"
+                    f"{row['histogram'].max_ns / 1e6:.3f},{payload}\n")
 
 
 def write_csv(path: str, intervals: list[dict]) -> None:

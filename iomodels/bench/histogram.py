@@ -112,12 +112,31 @@ class LatencyHistogram:
         return summary
 
     def spectrum_us(self) -> list[dict]:
-        """The full percentile spectrum, as wrk2 prints it: [{percentile, value_us, count}, ...]."""
+        """The full percentile spectrum at the levels wrk2 and HdrHistogram's Java
+        `outputPercentileDistribution` print (0, 10, ... 50, 55, ... 75, 77.5, ...: SPECTRUM_TICKS
+        steps per halving of the distance to 100 %), up to the first level that holds every
+        request, then 100: [{percentile, value_us, count (requests at or below value_us)}, ...].
+        hdrh's own iterator takes other levels (0, 10, 19, 27.1, ...)."""
         if not self.count:
             return []
+        hdr, below = self.to_hdr(), np.cumsum(self.counts)
+        levels = list(spectrum_levels())
+        values = hdr.get_percentile_to_value_dict(levels)
         rows = []
-        for step in self.to_hdr().get_percentile_iterator(SPECTRUM_TICKS):
-            rows.append({"percentile": round(step.percentile_level_iterated_to, 6),
-                         "value_us": round(min(step.value_iterated_to, self.max_ns) / 1000, 3),
-                         "count": step.total_count_to_this_value})
+        for level in levels:
+            value = min(values[level], self.max_ns)
+            count = int(below[buckets(np.array([value], dtype=np.int64))[0]])
+            if count >= self.count:
+                break
+            rows.append({"percentile": round(level, 6), "value_us": round(value / 1000, 3), "count": count})
+        rows.append({"percentile": 100.0, "value_us": round(self.max_ns / 1000, 3), "count": self.count})
         return rows
+
+
+def spectrum_levels(deepest: float = 99.9999999):
+    """0, then steps of 100 / (SPECTRUM_TICKS x 2 ** (halvings + 1)), halvings = floor(log2(100 /
+    (100 - level))): the Java PercentileIterator's rule, stopped at `deepest`."""
+    level = 0.0
+    while level < deepest:
+        yield level
+        level += 100 / (SPECTRUM_TICKS * 2 ** (math.floor(math.log2(100 / (100 - level))) + 1))

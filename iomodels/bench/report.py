@@ -42,8 +42,12 @@ def _cpu(value: float | None) -> str:
 
 
 def table(result: Result) -> Table:
-    mode = "connect per request" if result.connect_per_request else (
-        f"open loop, {result.rate:,.0f} requests/s" if result.rate else f"closed loop, pipeline {result.pipeline}")
+    if result.connect_per_request:
+        mode = "connect per request" + (f", {result.rate:,.0f} new connections/s" if result.rate else "")
+        active = f"at most {result.connections:,} open at once"
+    else:
+        mode = f"open loop, {result.rate:,.0f} requests/s" if result.rate else f"closed loop, pipeline {result.pipeline}"
+        active = f"{result.connections:,} active"
     size = result.size if isinstance(result.size, int) else f"{result.size[0]}-{result.size[1]}"
     title = f"iomodels bench {result.host}:{result.port}{' (PARTIAL: interrupted)' if result.partial else ''}"
     if result.mismatches or result.warmup_mismatches:
@@ -53,7 +57,7 @@ def table(result: Result) -> Table:
     grid.add_column(justify="right")
     rows = [
         ("mode", mode),
-        ("connections", f"{result.connections} active, {result.idle} idle, {result.workers} worker(s)"),
+        ("connections", f"{active}, {result.idle:,} idle, {result.workers} worker(s)"),
         ("message size", f"{size} bytes"),
         ("measured", f"{result.duration_s:g} s after {result.warmup_s:g} s of warm-up"),
         ("requests", f"{result.requests:,}"),
@@ -67,7 +71,7 @@ def table(result: Result) -> Table:
     rows += [
         ("errors", f"{result.errors} ({result.connect_errors} connect, {result.lost} lost, "
                    f"{result.idle_lost} idle lost, {result.protocol_errors} protocol)"),
-        ("mismatches", f"{result.mismatches}" + (f" (+{result.warmup_mismatches} in the warm-up)"
+        ("mismatches", f"{result.mismatches:,}" + (f" (+{result.warmup_mismatches:,} in the warm-up)"
                                                   if result.warmup_mismatches else "")),
         ("client CPU", f"{_cpu(result.client_cpu)} (workers: {', '.join(f'{c:.2f}' for c in result.worker_cpu)})"),
     ]

@@ -93,8 +93,10 @@ def merge(options: dict, ready: list[dict], done: list[dict], client_extra_cpu: 
                            f"{total['requests'] + total['warmup_requests']:,} replies were not the request uppercased "
                            f"(first: {first_mismatch}): is this an uppercase-echo server?")
     warnings += _failure_notes(ready, done)
-    if not total["requests"]:
+    cut_in_warmup = all(report.get("cut_in_warmup") for report in done)
+    if not total["requests"] and not cut_in_warmup:
         warnings.append("no request completed in the measured window: is the server answering?")
+    partial = any(r.get("partial") for r in done)
     lag = _lag_summary(done)
     if lag and lag["p99"] > LATE_MS * 1000:
         warnings.append(f"open loop: 1 % of the sends left more than {lag['p99'] / 1000:.1f} ms late (at worst "
@@ -106,13 +108,14 @@ def merge(options: dict, ready: list[dict], done: list[dict], client_extra_cpu: 
         errors=connect_errors + total["protocol_errors"] + total["lost"] + total["idle_lost"],
         mismatches=total["mismatches"], connections=options["connections"], idle=options["idle"],
         size=options["size"].to_json(), pipeline=options["pipeline"], rate=options["rate"],
-        duration_s=options["duration"], warmup_s=options["warmup"], workers=len(done),
+        duration_s=round(max(r["window_s"] for r in done), 3) if partial else options["duration"],
+        warmup_s=options["warmup"], workers=len(done),
         connect_per_request=options["connect_per_request"],
         client_cpu=round(sum(worker_cpu) + client_extra_cpu, 3), worker_cpu=worker_cpu,
         warmup_requests=total["warmup_requests"], connect_errors=connect_errors,
         protocol_errors=total["protocol_errors"], lost=total["lost"], idle_lost=total["idle_lost"],
         send_lag_us=lag, warmup_mismatches=total["warmup_mismatches"], first_mismatch=first_mismatch,
-        partial=any(r.get("partial") for r in done), latency_spectrum_us=histogram.spectrum_us(),
+        partial=partial, latency_spectrum_us=histogram.spectrum_us(),
         intervals=[{key: value for key, value in row.items() if key != "histogram"} for row in intervals],
         warnings=warnings, interval_histograms=intervals)
     if server is not None:

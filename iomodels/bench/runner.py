@@ -12,7 +12,9 @@ import math
 import multiprocessing
 import os
 import resource
+import signal
 import socket
+import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait
@@ -41,8 +43,10 @@ def run(host: str, port: int, connections: int = 10, size: int | str | tuple[int
     (nothing could connect, limits too low); failures during the run are counted in the Result.
     Workers are spawned interpreters: a script calling this needs the usual multiprocessing guard,
     `if __name__ == "__main__":`. Only loopback targets, unless `allow_remote`. Ctrl-C
-    (KeyboardInterrupt) propagates, unless `keep_partial`: then the workers stop and the Result of
-    what they measured until then comes back, marked `partial`.
+    (KeyboardInterrupt) propagates, unless `keep_partial`: then, once the load has started, the
+    workers stop and the Result of what they measured until then comes back, marked `partial`
+    (further Ctrl-Cs while they report are ignored: an impatient second one must not lose the
+    first one's results; SIGINT's handler is the caller's again on return).
     """
     options = _validate(host, port, connections, Size.parse(size), pipeline, duration, warmup, rate, idle,
                         workers, connect_per_request, allow_remote)
@@ -56,24 +60,49 @@ def run(host: str, port: int, connections: int = 10, size: int | str | tuple[int
         if not sum(r["connected"] for r in ready):
             reasons = {reason for r in ready for reason in r["connect_reasons"]}
             raise BenchError(f"cannot connect to {host}:{port}: {', '.join(sorted(reasons)) or 'no connection'}")
-        t0 = perf_counter_ns() + START_DELAY_NS
-        pool.send_all(("start", t0))
-        own_cpu, server, interrupted = _watch(pool, display, watch, options, t0)
-        if interrupted and not keep_partial:
-            raise KeyboardInterrupt
-        if interrupted:  # Ctrl-C: every worker ends now and reports what it measured
-            pool.send_all(("stop",))
-        done = pool.collect("done", DONE_GRACE)
+        with _CtrlC(keep_partial) as ctrl_c:
+            t0 = perf_counter_ns() + START_DELAY_NS
+            pool.send_all(("start", t0))
+            own_cpu, server, interrupted = _watch(pool, display, watch, options, t0, ctrl_c)
+            if interrupted and not keep_partial:
+                raise KeyboardInterrupt
+            if interrupted:  # Ctrl-C: every worker ends now and reports what it measured
+                pool.send_all(("stop",))
+            done = pool.collect("done", DONE_GRACE)
     finally:
         display.close()
         pool.close()
     notes = [note for note in [options.pop("remote_warning"), plan.describe()] if note]
-    if any(report["partial"] for report in done):
+    if all(report["cut_in_warmup"] for report in done):
+        notes.insert(0, "PARTIAL: interrupted (Ctrl-C) during the warm-up: nothing was measured")
+    elif any(report["partial"] for report in done):
         notes.insert(0, "PARTIAL: interrupted (Ctrl-C): these are the results measured until then")
     result = merge(options, ready, done, own_cpu, server, notes)
     measure_start_epoch = time.time() - (perf_counter_ns() - t0) / 1e9 + options["warmup"]
-    result.about = export.about(options, measure_start_epoch)
+    result.about = export.about({**options, "allow_remote": allow_remote, "server_pid": server_pid},
+                                measure_start_epoch)
     return result
+
+
+class _CtrlC:
+    """With `keep`, SIGINT only sets `pressed` (which the watch loop reads every TICK) instead of
+    raising KeyboardInterrupt wherever the parent happens to be; the previous handler is restored
+    on exit. Without `keep`, or outside the main thread, nothing changes."""
+
+    def __init__(self, keep: bool):
+        self.keep, self.pressed, self.previous = keep, False, None
+
+    def __enter__(self) -> _CtrlC:
+        if self.keep and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._press)
+        return self
+
+    def _press(self, signum, frame) -> None:
+        self.pressed = True
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def check_target(host: str, port: int, allow_remote: bool) -> tuple[str, str | None]:
@@ -107,6 +136,8 @@ def _validate(host, port, connections, size, pipeline, duration, warmup, rate, i
         (rate is None or 0 < rate <= 10_000_000, f"rate must be > 0 and at most 10000000 per second, not {rate}"),
         (0 <= idle <= 10_000_000, f"idle must be from 0 to 10000000, not {idle}"),
         (not (cpr and pipeline > 1), "--connect-per-request sends one message per connection: no --pipeline"),
+        (not (rate and pipeline > 1), "--rate is an open loop, one message per send on a timetable: no --pipeline "
+                                      "(to keep N in flight, leave --rate out)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -222,12 +253,12 @@ class _Workers:
                 process.join()
 
 
-def _watch(pool: _Workers, display, watch: ServerWatch | None, options: dict, t0: int):
+def _watch(pool: _Workers, display, watch: ServerWatch | None, options: dict, t0: int, ctrl_c: _CtrlC):
     """Until the end (or Ctrl-C): show progress; sample our own and the server's CPU at the window's
     edges. Returns (our CPU, the server's figures or None, whether it was interrupted)."""
     edges: dict[str, tuple] = {}
     try:
-        _watch_until_end(pool, display, watch, options, t0, edges)
+        _watch_until_end(pool, display, watch, options, t0, edges, ctrl_c)
         interrupted = False
     except KeyboardInterrupt:
         interrupted = True
@@ -244,7 +275,7 @@ def _watch(pool: _Workers, display, watch: ServerWatch | None, options: dict, t0
 
 
 def _watch_until_end(pool: _Workers, display, watch: ServerWatch | None, options: dict, t0: int,
-                     edges: dict[str, tuple]) -> None:
+                     edges: dict[str, tuple], ctrl_c: _CtrlC) -> None:
     warm_end = t0 + int(options["warmup"] * 1e9)
     end = warm_end + int(options["duration"] * 1e9)
     pipes = pool.pipes
@@ -257,6 +288,8 @@ def _watch_until_end(pool: _Workers, display, watch: ServerWatch | None, options
                 edges[name] = (now, worker.cpu_seconds(), watch.cpu_seconds() if watch else 0.0)
         if "end" in edges:
             break
+        if ctrl_c.pressed:
+            raise KeyboardInterrupt
         if watch and "start" in edges:
             watch.sample_rss()
         next_edge = warm_end if "start" not in edges else end

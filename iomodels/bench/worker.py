@@ -116,12 +116,13 @@ async def _run(spec: WorkerSpec, pipe) -> None:
     end = warm_end + int(spec.duration * 1e9)
     await asyncio.sleep(max(0.0, (t0 - perf_counter_ns()) / 1e9))
     schedule = _start(loop, spec, active, oneshot, t0, end)
-    window, intervals, partial = await _measure(spec, tally, pipe, active, oneshot, t0, warm_end, end)
+    window, intervals, cut = await _measure(spec, tally, pipe, active, oneshot, t0, warm_end, end)
     await _close(tally, active, idle, oneshot, poller)
     (t_start, cpu_start, bytes_start), (t_end, cpu_end, bytes_end) = window["start"], window["end"]
     seconds = (t_end - t_start) / 1e9
     _send(pipe, ("done", {
-        "index": spec.index, "pid": os.getpid(), "window_s": seconds, "partial": partial,
+        "index": spec.index, "pid": os.getpid(), "window_s": seconds, "partial": cut is not None,
+        "cut_in_warmup": cut == "warm-up",
         "requests": tally.histogram.count, "bytes": bytes_end - bytes_start,
         "histogram": tally.histogram.encode(), "intervals": intervals, "warmup_requests": tally.warmup_requests,
         "mismatches": tally.mismatches, "warmup_mismatches": tally.warmup_mismatches,
@@ -149,8 +150,9 @@ def _ticks(t0: int, warm_end: int, end: int) -> list[int]:
 
 async def _measure(spec: WorkerSpec, tally: Tally, pipe, active, oneshot, t0: int, warm_end: int, end: int):
     """Flush on the grid until the end (or the parent's "stop"): returns the window's edges as
-    {"start"|"end": (ns, cpu seconds, bytes)}, the intervals, and whether it was cut short."""
-    window, intervals, partial = {}, [], False
+    {"start"|"end": (ns, cpu seconds, bytes)}, the intervals, and where it was cut short: None
+    (it was not), "warm-up" or "measuring"."""
+    window, intervals, cut = {}, [], None
     interval, errors_before, mismatches_before, interval_start = LatencyHistogram(), 0, 0, warm_end
 
     def edge(name: str) -> None:
@@ -159,28 +161,29 @@ async def _measure(spec: WorkerSpec, tally: Tally, pipe, active, oneshot, t0: in
     for tick in _ticks(t0, warm_end, end):
         await asyncio.sleep(max(0.0, (tick - perf_counter_ns()) / 1e9))
         if _stop_asked(pipe):
-            partial, tick = True, max(perf_counter_ns(), warm_end)
+            now = perf_counter_ns()
+            cut, tick = "warm-up" if now < warm_end else "measuring", max(now, warm_end)
         measuring = tick > warm_end
         fresh = tally.flush(measuring)
-        if tick == warm_end or (partial and "start" not in window):
+        if tick == warm_end or (cut and "start" not in window):
             edge("start")
         if measuring:
             interval.add(fresh)
-            if (tick - warm_end) % INTERVAL_NS == 0 or tick == end or partial:
+            if (tick - warm_end) % INTERVAL_NS == 0 or tick == end or cut:
                 intervals.append({"start_s": (interval_start - warm_end) / 1e9, "end_s": (tick - warm_end) / 1e9,
                                   "histogram": interval.encode(), "errors": tally.errors - errors_before,
                                   "mismatches": tally.mismatches - mismatches_before})
                 interval, interval_start = LatencyHistogram(), tick
                 errors_before, mismatches_before = tally.errors, tally.mismatches
-        if partial or tick == end:
+        if cut or tick == end:
             break
         if not _send(pipe, ("progress", tally.completed)):
-            partial = True  # the parent is gone: stop early
+            cut = "warm-up" if tick < warm_end else "measuring"  # the parent is gone: stop early
             break
     if "start" not in window:
         edge("start")
     edge("end")
-    return window, intervals, partial
+    return window, intervals, cut
 
 
 def _stop_asked(pipe) -> bool:

@@ -68,11 +68,25 @@ def test_bad_units_are_refused(parse, bad):
     (("--connect-rate", "100", "--pipeline", "4"), "--connect-rate"),
     (("--hdr-log", "/nonexistent-dir/x.hlog"), "cannot write"),
     (("--csv", "/nonexistent-dir/x.csv"), "cannot write"),
+    (("--rate", "2k", "--pipeline", "8"), "--rate is an open loop"),
+    (("--size", "-5"), "not a size: '-5'"),
+    (("--size", "64-"), "not a size: '64-'"),
 ])
 def test_bad_flags_are_one_line_and_status_2(args, fragment):
     done = bench_cli("127.0.0.1:9", *args)
     assert done.returncode == 2, done.stderr
     assert fragment in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_size_error_names_the_flag_once():
+    done = bench_cli("127.0.0.1:9", "--size", "17M")
+    assert done.returncode == 2 and done.stderr.count("--size") == 1, done.stderr
+
+
+def test_a_refused_command_creates_no_output_file(tmp_path):
+    log, series = tmp_path / "x.hlog", tmp_path / "x.csv"
+    done = bench_cli("127.0.0.1:9", "--hdr-log", str(log), "--csv", str(series), "--pipeline", "0")
+    assert done.returncode == 2 and not log.exists() and not series.exists()
 
 
 def test_the_version_is_printed():
@@ -106,6 +120,12 @@ def test_hdr_log_csv_and_json_carry_the_same_run(tmp_path):
     about = report["about"]
     assert about["version"] and about["time"] and about["machine"]["cpus"] and about["options"]["pipeline"] == 4
     assert about["options"]["size"] == "1024" and report["size"] == 1024
+    assert about["command"][:2] == ["iomodels", "bench"] and "--hdr-log" in about["command"]
+    assert about["options"]["allow_remote"] is False and about["options"]["server_pid"] is None
+    with open(log) as f:  # the max column in ms, as HdrHistogram's Java writer has it, not floored
+        maxima = [float(line.split(",")[2]) for line in f if line[0].isdigit()]
+    assert len(maxima) == 2 and min(maxima) > 0
+    assert max(maxima) == pytest.approx(report["latency_us"]["max"] / 1000, abs=0.0006)  # both rounded
 
 
 def test_a_plain_echo_server_gets_one_clear_note_and_never_more_mismatches_than_requests():
@@ -143,13 +163,46 @@ def test_ctrl_c_prints_partial_results_and_exits_130():
     assert report["partial"] is True and "PARTIAL" in err
 
 
+def _interruptible(port: int, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "iomodels", "bench", f"127.0.0.1:{port}", "-c", "2", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_reports_the_window_it_measured_and_a_second_one_loses_nothing(tmp_path):
+    with FaultyServer() as server:
+        process = _interruptible(server.port, "-w", "0", "--duration", "60s", "--json", "--csv",
+                                 str(tmp_path / "x.csv"))
+        assert support.wait_until(lambda: server.received > 64 * 100, timeout=60)
+        process.send_signal(signal.SIGINT)  # an impatient user: twice
+        out, err = support.interrupt(process)
+    assert process.returncode == 130, err
+    report = json.loads(out)
+    assert report["partial"] is True and report["requests"] > 0 and "PARTIAL" in err
+    assert 0 < report["duration_s"] < 60 and report["about"]["options"]["duration"] == 60
+    assert report["duration_s"] == pytest.approx(report["intervals"][-1]["end_s"], abs=0.05)
+    assert (tmp_path / "x.csv").exists()
+
+
+def test_ctrl_c_in_the_warm_up_says_so_and_writes_no_file(tmp_path):
+    log = tmp_path / "x.hlog"
+    with FaultyServer() as server:
+        process = _interruptible(server.port, "-w", "60s", "--duration", "1s", "--hdr-log", str(log))
+        assert support.wait_until(lambda: server.received > 64 * 100, timeout=60)
+        out, err = support.interrupt(process)
+    assert process.returncode == 130, err
+    assert "during the warm-up: nothing was measured" in err and "is the server answering" not in err
+    assert "no --hdr-log or --csv written" in err and not log.exists()
+
+
 def test_connect_rate_churns_connections():
     with FaultyServer() as server:
         done = bench_cli(f"127.0.0.1:{server.port}", "--connect-rate", "200", "--duration", "1s", "-w", "0",
                          "--json")
+        table = bench_cli(f"127.0.0.1:{server.port}", "--connect-rate", "200", "--duration", "0.3s", "-w", "0")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["connect_per_request"] is True and report["rate"] == 200 and report["requests"] > 0
+    assert "connect per request, 200 new connections/s" in " ".join(table.stdout.split())
 
 
 def test_remote_targets_need_allow_remote():

@@ -81,6 +81,9 @@ def test_the_spectrum_runs_from_low_percentiles_to_100():
     assert spectrum[0]["percentile"] < 1 and spectrum[-1]["percentile"] == 100.0
     assert [row["value_us"] for row in spectrum] == sorted(row["value_us"] for row in spectrum)
     assert spectrum[-1]["count"] == histogram.count
+    # wrk2's and HdrHistogram's (Java) levels: 5 steps per halving of the distance to 100 %
+    assert [row["percentile"] for row in spectrum[:13]] == [0, 10, 20, 30, 40, 50, 55, 60, 65, 70, 75, 77.5, 80]
+    assert all(row["count"] >= row["percentile"] / 100 * histogram.count - 1 for row in spectrum)  # hdrh rounds
 
 
 def test_merging_encoded_worker_histograms_is_exact():
