@@ -103,3 +103,11 @@ def test_one_run_thrown_off_by_load_does_not_make_a_clear_difference_inconclusiv
     rule = Rule((Compare("ratio", "at_least", 0.9),))
     assert decide(rule, ratio=[1.06, 0.306, 1.09])[0] == HOLDS  # one outlier of three
     assert decide(rule, ratio=[1.06, 0.5, 0.95])[0] == INCONCLUSIVE  # the runs disagree about the bound
+
+
+def test_the_median_interval_is_the_order_statistics_one():
+    # n = 15: the 4th and 12th smallest (1-based) hold the median with 96.5 % probability
+    low, high, coverage = samples(range(15)).median_interval()
+    assert (low, high) == (3, 11) and round(coverage, 4) == 0.9648
+    # too few samples for 95 %: the whole range, with the coverage it has (1 - 2 / 2**5)
+    assert samples([5, 1, 4, 2, 3]).median_interval() == (1, 5, 0.9375)
