@@ -122,6 +122,7 @@ def run_rounds(ref: Path, rounds: int, duration: float, warmup: float, cases: li
                         c, row["c_others"] = measure(c_command(ref, port, server.pid, case, duration, warmup),
                                                      timeout, watched)
                         row.update(c_rps=c["rps"], c_client_us=c["client_cpu_pct"] / 100 / c["rps"] * 1e6,
+                                   c_kernel_us=c["client_system_cpu_pct"] / 100 / c["rps"] * 1e6,
                                    c_client_cpu=c["client_cpu_pct"] / 100,
                                    c_ok=not (c["errors"] or c["mismatches"]))
                     else:
@@ -129,6 +130,7 @@ def run_rounds(ref: Path, rounds: int, duration: float, warmup: float, cases: li
                                                            timeout, watched)
                         row.update(ours_rps=ours["requests_per_s"],
                                    ours_client_us=ours["client_cpu"] / ours["requests_per_s"] * 1e6,
+                                   ours_kernel_us=sum(ours["worker_system_cpu"]) / ours["requests_per_s"] * 1e6,
                                    ours_client_cpu=ours["client_cpu"],
                                    ours_ok=not (ours["errors"] or ours["mismatches"]))
                 row["ratio"] = row["ours_rps"] / row["c_rps"]
@@ -187,7 +189,7 @@ def section(results: list[dict], args, cases: list, python_costs: list[str]) -> 
         f"generators alternated, so a drift in the machine's load hits both. Measured "
         f"{time.strftime('%Y-%m-%d %H:%M')} on {machine()}.", "",
         "| case | C msg/s | ours msg/s | ours / C: median of the rounds' ratios (its 95 % interval) | goal | "
-        "verdict | client CPU per message, C / ours (us) | CPU efficiency, C / ours | rounds used |",
+        "verdict | client CPU per message, C / ours (us; in the kernel) | CPU efficiency, C / ours | rounds used |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
@@ -199,11 +201,13 @@ def section(results: list[dict], args, cases: list, python_costs: list[str]) -> 
         goal = GOALS.get(case)
         c_us = statistics.median(r["c_client_us"] for r in basis)
         ours_us = statistics.median(r["ours_client_us"] for r in basis)
+        c_kernel, ours_kernel = (statistics.median(r[key] for r in basis) for key in ("c_kernel_us", "ours_kernel_us"))
         ratios = verdicts.samples(r["ratio"] for r in basis)  # of each round's pair, run back to back
         low, high, coverage = ratios.median_interval()
         lines.append(f"| {label(case)} | {c:,.0f} | {ours:,.0f} | **{ratios.median:.2f}** ({low:.2f}-{high:.2f}"
                      f"{'' if coverage >= 0.95 else f', {coverage:.0%}'}) | {'>= %.2f' % goal if goal else '-'} | "
-                     f"{verdict(low, high, goal)} | {c_us:.2f} / {ours_us:.2f} | {c_us / ours_us:.2f} | "
+                     f"{verdict(low, high, goal)} | {c_us:.2f} ({c_kernel:.2f}) / {ours_us:.2f} ({ours_kernel:.2f}) | "
+                     f"{c_us / ours_us:.2f} | "
                      f"{f'{len(quiet)} undisturbed' if basis is quiet else f'all {len(rows)} (machine shared)'} |")
     lines += ["", "The interval is the order-statistics one: it holds the true median ratio with 95 % "
               "probability whatever the noise's shape (fewer than 6 rounds cannot reach 95 %: then the whole "
@@ -212,7 +216,10 @@ def section(results: list[dict], args, cases: list, python_costs: list[str]) -> 
               f"{QUIET:g}% CPU during both runs, the C generator at {SATURATED:.0%} of its core or more) when "
               "there were at least 3, else over all rounds. On a shared machine messages/s measure the machine as "
               "much as the generators; CPU efficiency (the C generator's CPU per message over ours) is the "
-              "steadier figure of what the Python side costs. Every round:", "",
+              "steadier figure of what the Python side costs. In brackets, the kernel's part of a generator's CPU "
+              "per message (its system time): both make the same system calls per message (one receive, one "
+              "send), so the kernel's part should match, and what is left above it is each generator's own "
+              "work, ours being CPython's. Every round:", "",
               "| round | case | C msg/s | ours msg/s | ratio | client CPU C / ours (cores) | "
               "other processes' CPU during C / ours |", "|---|---|---|---|---|---|---|"]
     for r in results:

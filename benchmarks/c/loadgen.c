@@ -18,7 +18,7 @@
  *
  * Output: one JSON line on stdout: requests and rps in the window, p50/p90/p99/p999/max/mean
  * latency (us), errors (connection errors + failed connects), mismatches, protocol_errors, the
- * load generator's own CPU (client_cpu_pct, getrusage), the server's (server_cpu_pct, from
+ * load generator's own CPU (client_cpu_pct, getrusage; client_system_cpu_pct: its kernel part), the server's (server_cpu_pct, from
  * /proc/PID/stat, with -P) and that of every other user process (other_cpu_pct: a shared machine
  * shows here). Exit status 0 when every reply was right, 1 otherwise, 2 for a usage error.
  *
@@ -405,10 +405,12 @@ static long long census_delta(const struct census *before, const struct census *
     return sum;
 }
 
-static double own_cpu_s(void) {
+/* Our own CPU seconds so far: user + system in *total, system alone (the kernel's share) in *system. */
+static void own_cpu_s(double *total, double *system) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    *system = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    *total = *system + (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
 }
 
 static void sleep_until(uint64_t t) {
@@ -527,12 +529,13 @@ int main(int argc, char **argv) {
     static struct census others_before, others_after;
     sleep_until(warm_end_ns);
     long long server0 = opt_server_pid ? process_ticks(opt_server_pid, NULL) : -1;
-    double client0 = own_cpu_s();
+    double client0, system0, client1, system1;
+    own_cpu_s(&client0, &system0);
     uint64_t window0 = now_ns();
     take_census(&others_before);
     sleep_until(end_ns);
     long long server1 = opt_server_pid ? process_ticks(opt_server_pid, NULL) : -1;
-    double client1 = own_cpu_s();
+    own_cpu_s(&client1, &system1);
     uint64_t window1 = now_ns();
     take_census(&others_after);
     for (int j = 0; j < opt_threads; j++) pthread_join(workers[j].thread, NULL);
@@ -576,7 +579,8 @@ int main(int argc, char **argv) {
     printf(",\"errors\":%llu,\"connect_errors\":%d,\"protocol_errors\":%llu,\"mismatches\":%llu,\"alive_at_end\":%d",
            (unsigned long long)(errors + (uint64_t)connect_errors), connect_errors,
            (unsigned long long)protocol_errors, (unsigned long long)mismatches, alive);
-    printf(",\"client_cpu_pct\":%.1f", (client1 - client0) / window_s * 100.0);
+    printf(",\"client_cpu_pct\":%.1f,\"client_system_cpu_pct\":%.1f", (client1 - client0) / window_s * 100.0,
+           (system1 - system0) / window_s * 100.0);
     if (opt_server_pid) {
         printf(",\"server_pid\":%ld", opt_server_pid);
         if (server0 >= 0 && server1 >= 0)

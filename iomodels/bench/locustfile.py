@@ -15,7 +15,8 @@ percentiles in microseconds at the end, as one line starting with "iomodels locu
 Options added to Locust's: --echo-size BYTES (default 64), --echo-timeout SECONDS (default 5),
 --allow-remote (a target that is not this machine; refused otherwise). Users finish the request
 they are in when the test stops (a stop timeout of 5 s unless --stop-timeout says otherwise), so
-the counts match the server's.
+the counts match the server's, but for Locust's own shutdown with --processes, which can still
+drop a user's last request (answered by the server, reported by nobody).
 """
 
 from __future__ import annotations

@@ -41,6 +41,11 @@ def _cpu(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} cores"
 
 
+def _kernel_share(result: Result) -> str:
+    busy = sum(result.worker_cpu)
+    return f"; {sum(result.worker_system_cpu) / busy:.0%} of it in the kernel" if busy else ""
+
+
 def table(result: Result) -> Table:
     if result.connect_per_request:
         mode = "connect per request" + (f", {result.rate:,.0f} new connections/s" if result.rate else "")
@@ -73,7 +78,8 @@ def table(result: Result) -> Table:
                    f"{result.idle_lost} idle lost, {result.protocol_errors} protocol)"),
         ("mismatches", f"{result.mismatches:,}" + (f" (+{result.warmup_mismatches:,} in the warm-up)"
                                                   if result.warmup_mismatches else "")),
-        ("client CPU", f"{_cpu(result.client_cpu)} (workers: {', '.join(f'{c:.2f}' for c in result.worker_cpu)})"),
+        ("client CPU", f"{_cpu(result.client_cpu)} (workers: {', '.join(f'{c:.2f}' for c in result.worker_cpu)}"
+                       f"{_kernel_share(result)})"),
     ]
     if result.server_cpu is not None:
         rows += [("server CPU", _cpu(result.server_cpu)),

@@ -39,6 +39,7 @@ class Result:
     connect_per_request: bool
     client_cpu: float
     worker_cpu: list[float]
+    worker_system_cpu: list[float] = field(default_factory=list)  # the kernel's part of worker_cpu
     warmup_requests: int = 0
     connect_errors: int = 0
     protocol_errors: int = 0
@@ -81,7 +82,8 @@ def merge(options: dict, ready: list[dict], done: list[dict], client_extra_cpu: 
     connect_errors = sum(report["connect_errors"] for report in ready) + sum(r["connect_errors"] for r in done)
     rps = sum(r["requests"] / r["window_s"] for r in done if r["window_s"] > 0)
     bps = sum(r["bytes"] / r["window_s"] for r in done if r["window_s"] > 0)
-    worker_cpu = [round(r["cpu"], 3) for r in sorted(done, key=lambda r: r["index"])]
+    by_index = sorted(done, key=lambda r: r["index"])
+    worker_cpu = [round(r["cpu"], 3) for r in by_index]
     warnings = list(notes)
     for index, cpu in enumerate(worker_cpu):
         if cpu > SATURATED:
@@ -112,6 +114,7 @@ def merge(options: dict, ready: list[dict], done: list[dict], client_extra_cpu: 
         warmup_s=options["warmup"], workers=len(done),
         connect_per_request=options["connect_per_request"],
         client_cpu=round(sum(worker_cpu) + client_extra_cpu, 3), worker_cpu=worker_cpu,
+        worker_system_cpu=[round(r["system_cpu"], 3) for r in by_index],
         warmup_requests=total["warmup_requests"], connect_errors=connect_errors,
         protocol_errors=total["protocol_errors"], lost=total["lost"], idle_lost=total["idle_lost"],
         send_lag_us=lag, warmup_mismatches=total["warmup_mismatches"], first_mismatch=first_mismatch,

@@ -63,6 +63,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def system_cpu_seconds() -> float:
+    """The kernel's part of cpu_seconds(): at loopback most of a request's cost is the kernel's TCP."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 def main(spec: WorkerSpec, pipe) -> None:
     """Process entry point."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -118,7 +123,8 @@ async def _run(spec: WorkerSpec, pipe) -> None:
     schedule = _start(loop, spec, active, oneshot, t0, end)
     window, intervals, cut = await _measure(spec, tally, pipe, active, oneshot, t0, warm_end, end)
     await _close(tally, active, idle, oneshot, poller)
-    (t_start, cpu_start, bytes_start), (t_end, cpu_end, bytes_end) = window["start"], window["end"]
+    (t_start, cpu_start, system_start, bytes_start), (t_end, cpu_end, system_end, bytes_end) = (window["start"],
+                                                                                                window["end"])
     seconds = (t_end - t_start) / 1e9
     _send(pipe, ("done", {
         "index": spec.index, "pid": os.getpid(), "window_s": seconds, "partial": cut is not None,
@@ -131,6 +137,7 @@ async def _run(spec: WorkerSpec, pipe) -> None:
         "lost": tally.lost, "idle_lost": tally.idle_lost, "lost_reasons": tally.lost_reasons,
         "connect_errors": tally.connect.count, "connect_reasons": tally.connect.by_reason,
         "cpu": (cpu_end - cpu_start) / seconds if seconds > 0 else 0.0,
+        "system_cpu": (system_end - system_start) / seconds if seconds > 0 else 0.0,
         "lag_ns": list(schedule.lag) if schedule else [],
         "ports_exhausted": oneshot.exhausted if oneshot else 0,
         "source_addresses": oneshot.source if oneshot else plan.addresses,
@@ -150,13 +157,13 @@ def _ticks(t0: int, warm_end: int, end: int) -> list[int]:
 
 async def _measure(spec: WorkerSpec, tally: Tally, pipe, active, oneshot, t0: int, warm_end: int, end: int):
     """Flush on the grid until the end (or the parent's "stop"): returns the window's edges as
-    {"start"|"end": (ns, cpu seconds, bytes)}, the intervals, and where it was cut short: None
+    {"start"|"end": (ns, cpu seconds, system cpu seconds, bytes)}, the intervals, and where it was cut short: None
     (it was not), "warm-up" or "measuring"."""
     window, intervals, cut = {}, [], None
     interval, errors_before, mismatches_before, interval_start = LatencyHistogram(), 0, 0, warm_end
 
     def edge(name: str) -> None:
-        window[name] = (perf_counter_ns(), cpu_seconds(), _bytes(spec, tally, active, oneshot))
+        window[name] = (perf_counter_ns(), cpu_seconds(), system_cpu_seconds(), _bytes(spec, tally, active, oneshot))
 
     for tick in _ticks(t0, warm_end, end):
         await asyncio.sleep(max(0.0, (tick - perf_counter_ns()) / 1e9))

@@ -104,7 +104,8 @@ def test_workers_merge_counts_exactly(pipeline):
                            **SHORT)
         replies = server.sent // 64
     assert result.ok, result.warnings
-    assert result.workers == 3 and len(result.worker_cpu) == 3
+    assert result.workers == 3 and len(result.worker_cpu) == len(result.worker_system_cpu) == 3
+    assert all(0 <= kernel <= busy + 0.01 for kernel, busy in zip(result.worker_system_cpu, result.worker_cpu))
     counted = result.requests + result.warmup_requests
     assert counted <= replies <= counted + connections * pipeline
 

@@ -60,6 +60,7 @@ def test_port_exhaustion_is_counted_explained_and_moves_to_the_next_source():
 def _report(cpu: float) -> dict:
     from iomodels.bench.histogram import LatencyHistogram
     return {"index": 0, "window_s": 1.0, "requests": 10, "warmup_requests": 1, "bytes": 640, "cpu": cpu,
+            "system_cpu": cpu / 2,
             "histogram": LatencyHistogram().encode(), "mismatches": 0, "warmup_mismatches": 0,
             "protocol_errors": 0, "lost": 0, "idle_lost": 0,
             "connect_errors": 0, "lag_ns": [], "ports_exhausted": 0, "source_addresses": 1}

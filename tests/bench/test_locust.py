@@ -67,9 +67,13 @@ def test_two_processes_merge_exact_counts_and_percentiles(serve, tmp_path):
     assert int(total["Failure Count"]) == 0
     assert int(total["Request Count"]) == merged > 0
     counters = server.counters()
-    # 64-byte messages, users finish their request when the test stops: every byte the server
-    # received and sent is one of the requests Locust counted.
-    assert counters["bytes_in"] == counters["bytes_out"] == merged * 64
+    # 64-byte messages: every request Locust counted was answered by the server. Users finish the
+    # request they are in when the test stops, but with --processes Locust's quit can still drop a
+    # user's last one, answered by the server and counted by nobody (seen: 5 of 478,660, once in 7
+    # runs): at most one per user.
+    answered = counters["bytes_in"] // 64
+    assert counters["bytes_in"] == counters["bytes_out"] == answered * 64
+    assert merged <= answered <= merged + 10
 
 
 @pytest.mark.parametrize("host, fragment", [
