@@ -78,8 +78,10 @@ def test_loadgen_against_the_c_server_reports_json(yardsticks, c_server):
                              "-j", "2", "-P", str(c_server.pid))
     assert status == 0, result
     assert result["requests"] > 0 and result["errors"] == result["mismatches"] == result["protocol_errors"] == 0
-    for key in ("rps", "p50_us", "p99_us", "client_cpu_pct", "server_cpu_pct", "other_cpu_pct"):
+    for key in ("rps", "p50_us", "p99_us", "client_cpu_pct", "client_system_cpu_pct", "server_cpu_pct",
+                "other_cpu_pct"):
         assert isinstance(result[key], float), key
+    assert 0 <= result["client_system_cpu_pct"] <= result["client_cpu_pct"] + 0.1
 
 
 def test_loadgen_against_a_python_model(yardsticks, serve):

@@ -90,19 +90,19 @@ class _CtrlC:
     on exit. Without `keep`, or outside the main thread, nothing changes."""
 
     def __init__(self, keep: bool):
-        self.keep, self.pressed, self.previous = keep, False, None
+        self.keep, self.pressed, self.installed, self.previous = keep, False, False, None
 
     def __enter__(self) -> _CtrlC:
         if self.keep and threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._press)
+            self.previous, self.installed = signal.signal(signal.SIGINT, self._press), True
         return self
 
     def _press(self, signum, frame) -> None:
         self.pressed = True
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        if self.installed:  # None: the handler was not Python's, the default is the closest we can give back
+            signal.signal(signal.SIGINT, signal.SIG_DFL if self.previous is None else self.previous)
 
 
 def check_target(host: str, port: int, allow_remote: bool) -> tuple[str, str | None]:
