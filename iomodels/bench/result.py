@@ -84,7 +84,13 @@ def merge(options: dict, ready: list[dict], done: list[dict], client_extra_cpu: 
     bps = sum(r["bytes"] / r["window_s"] for r in done if r["window_s"] > 0)
     by_index = sorted(done, key=lambda r: r["index"])
     worker_cpu = [round(r["cpu"], 3) for r in by_index]
+    cut_in_warmup = all(report.get("cut_in_warmup") for report in done)
+    partial = any(r.get("partial") for r in done)
     warnings = list(notes)
+    if cut_in_warmup:
+        warnings.insert(0, "PARTIAL: interrupted (Ctrl-C) during the warm-up: nothing was measured")
+    elif partial:
+        warnings.insert(0, "PARTIAL: interrupted (Ctrl-C): these are the results measured until then")
     for index, cpu in enumerate(worker_cpu):
         if cpu > SATURATED:
             warnings.append(f"bench worker {index} used {cpu:.0%} of a core: the numbers may measure the "
@@ -95,10 +101,8 @@ def merge(options: dict, ready: list[dict], done: list[dict], client_extra_cpu: 
                            f"{total['requests'] + total['warmup_requests']:,} replies were not the request uppercased "
                            f"(first: {first_mismatch}): is this an uppercase-echo server?")
     warnings += _failure_notes(ready, done)
-    cut_in_warmup = all(report.get("cut_in_warmup") for report in done)
     if not total["requests"] and not cut_in_warmup:
         warnings.append("no request completed in the measured window: is the server answering?")
-    partial = any(r.get("partial") for r in done)
     lag = _lag_summary(done)
     if lag and lag["p99"] > LATE_MS * 1000:
         warnings.append(f"open loop: 1 % of the sends left more than {lag['p99'] / 1000:.1f} ms late (at worst "

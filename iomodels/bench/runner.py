@@ -73,10 +73,6 @@ def run(host: str, port: int, connections: int = 10, size: int | str | tuple[int
         display.close()
         pool.close()
     notes = [note for note in [options.pop("remote_warning"), plan.describe()] if note]
-    if all(report["cut_in_warmup"] for report in done):
-        notes.insert(0, "PARTIAL: interrupted (Ctrl-C) during the warm-up: nothing was measured")
-    elif any(report["partial"] for report in done):
-        notes.insert(0, "PARTIAL: interrupted (Ctrl-C): these are the results measured until then")
     result = merge(options, ready, done, own_cpu, server, notes)
     measure_start_epoch = time.time() - (perf_counter_ns() - t0) / 1e9 + options["warmup"]
     result.about = export.about({**options, "allow_remote": allow_remote, "server_pid": server_pid},

@@ -58,14 +58,15 @@ class WorkerSpec:
     total_connections: int  # over all workers, idle included: decides source-address spreading
 
 
-def cpu_seconds() -> float:
+def cpu_times() -> tuple[float, float]:
+    """CPU seconds so far: (user + system, system). The kernel's part is told apart because at
+    loopback most of a request's cost is the kernel's TCP."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime
 
 
-def system_cpu_seconds() -> float:
-    """The kernel's part of cpu_seconds(): at loopback most of a request's cost is the kernel's TCP."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+def cpu_seconds() -> float:
+    return cpu_times()[0]
 
 
 def main(spec: WorkerSpec, pipe) -> None:
@@ -163,7 +164,7 @@ async def _measure(spec: WorkerSpec, tally: Tally, pipe, active, oneshot, t0: in
     interval, errors_before, mismatches_before, interval_start = LatencyHistogram(), 0, 0, warm_end
 
     def edge(name: str) -> None:
-        window[name] = (perf_counter_ns(), cpu_seconds(), system_cpu_seconds(), _bytes(spec, tally, active, oneshot))
+        window[name] = (perf_counter_ns(), *cpu_times(), _bytes(spec, tally, active, oneshot))
 
     for tick in _ticks(t0, warm_end, end):
         await asyncio.sleep(max(0.0, (tick - perf_counter_ns()) / 1e9))
