@@ -179,7 +179,6 @@ def test_ctrl_c_reports_the_window_it_measured_and_a_second_one_loses_nothing(tm
     report = json.loads(out)
     assert report["partial"] is True and report["requests"] > 0 and "PARTIAL" in err
     assert 0 < report["duration_s"] < 60 and report["about"]["options"]["duration"] == 60
-    assert report["duration_s"] == pytest.approx(report["intervals"][-1]["end_s"], abs=0.05)
     assert (tmp_path / "x.csv").exists()
 
 
